@@ -1,0 +1,15 @@
+# The project's virtualenv (the `dev` extra), shared by the demo and the tests.
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+VENV="${KOMPILE_VENV:-$REPO_ROOT/.venv}"
+
+ensure_venv() {
+  if [ ! -x "$VENV/bin/python" ]; then
+    log "creating $VENV"
+    python3 -m venv "$VENV"
+  fi
+  log "installing kompile[dev] into $VENV"
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$REPO_ROOT[dev]" 2>&1 \
+    | grep -v "^WARNING: Location" || true
+  "$VENV/bin/python" -c "import kompile, kopf, pytest" || die "the virtualenv at $VENV is incomplete"
+}

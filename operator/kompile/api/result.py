@@ -1,0 +1,41 @@
+"""What a compiler pod reports when it ends: the contract between compiler and operator.
+
+On success the compiler writes one JSON object (`CompilerResult`) to its termination
+message; on failure one line `Reason: detail`. The kubelet keeps at most 4096 bytes of
+it, so the result holds only what the CompiledModel needs; the full manifest is in
+object storage beside the artifact.
+"""
+
+from __future__ import annotations
+
+import json
+
+from pydantic import Field, ValidationError
+
+from kompile.api.common import KModel, Precision, TensorSpec
+from kompile.api.compilationjob import Artifact
+from kompile.api.compiledmodel import Latency
+
+TERMINATION_LOG = "/dev/termination-log"
+TERMINATION_MESSAGE_LIMIT = 4096
+
+
+class CompilerResult(KModel):
+    artifact: Artifact
+    precision: Precision = Precision.FP32
+    inputs: list[TensorSpec] = Field(default_factory=list)
+    outputs: list[TensorSpec] = Field(default_factory=list)
+    latency: Latency | None = None
+
+
+def parse_termination_message(message: str | None) -> CompilerResult | str | None:
+    """A CompilerResult, a failure line `Reason: detail`, or None when there is nothing."""
+    if not message or not message.strip():
+        return None
+    text = message.strip()
+    if text.startswith("{"):
+        try:
+            return CompilerResult.model_validate(json.loads(text))
+        except (json.JSONDecodeError, ValidationError) as err:
+            return f"InvalidCompilerResult: the compiler's result could not be read ({err.__class__.__name__})"
+    return text.splitlines()[0][:1024]

@@ -1,0 +1,241 @@
+"""CompilationJob controller: one compiler Job per CompilationJob, its outcome in the status.
+
+The phase is derived from the compiler Job and its pod every time (level-triggered),
+so a restarted operator, a repeated event or two handlers racing all reach the same
+status and create nothing twice.
+"""
+
+from __future__ import annotations
+
+import kopf
+from pydantic import ValidationError
+
+from kompile.api import API_VERSION, COMPILATION_JOB, COMPILED_MODEL, HARDWARE_TARGET
+from kompile.api.compilationjob import CompilationJobSpec, Phase
+from kompile.api.datainput import DataInputConfigError
+from kompile.api.hardwaretarget import HardwareTargetSpec
+from kompile.api.result import CompilerResult, parse_termination_message
+from kompile.config import OperatorConfig
+from kompile.controllers.conditions import now, set_condition
+from kompile.controllers.outcome import Outcome, deliver
+from kompile.controllers.validation import describe
+from kompile.kube import Kube, dig
+from kompile.manifests import COMPILATION_JOB_LABEL, MANAGED_BY
+from kompile.manifests.compiler import compiler_job, compiler_job_name
+
+TARGET_RETRY_SECONDS = 15
+
+
+def sync(cj: dict, kube: Kube, cfg: OperatorConfig) -> Outcome:
+    status = cj.get("status") or {}
+    meta = cj["metadata"]
+    if status.get("phase") and Phase(status["phase"]).terminal:
+        return Outcome()  # a finished job is a record: nothing changes it
+    generation = meta.get("generation")
+    out = Outcome()
+
+    def move(phase: Phase, **fields) -> Outcome:
+        out.status.update(fields)
+        out.status["phase"] = phase.value
+        out.status["observedGeneration"] = generation
+        if phase.terminal:
+            out.status.setdefault("compilationEndTime", now())
+            ok = phase is Phase.COMPLETED
+            reason = {Phase.COMPLETED: "Completed", Phase.FAILED: "Failed", Phase.STOPPED: "Stopped"}[phase]
+            out.status["conditions"] = set_condition(
+                out.status.get("conditions", status.get("conditions")),
+                "Succeeded",
+                ok,
+                reason,
+                fields.get("failureReason", ""),
+                generation,
+            )
+        if status.get("phase") != phase.value:
+            message = fields.get("failureReason") or f"phase {phase.value}"
+            out.event(phase.value, message, warning=phase is Phase.FAILED)
+        return out
+
+    try:
+        spec = CompilationJobSpec.model_validate(cj.get("spec") or {})
+        inputs = spec.input_config.parsed_inputs()
+    except ValidationError as err:
+        return move(Phase.FAILED, failureReason=f"InvalidSpec: {describe(err)}")
+    except DataInputConfigError as err:
+        return move(Phase.FAILED, failureReason=f"{err.reason}: {err}")
+
+    conditions = set_condition(
+        status.get("conditions"), "Validated", True, "SpecValid", "; ".join(inputs.warnings), generation
+    )
+    job_name = compiler_job_name(meta["name"])
+    job = kube.get("batch/v1", "Job", job_name, meta["namespace"])
+
+    if job is None:
+        if spec.stop:
+            return move(Phase.STOPPED, conditions=conditions)
+        target_name, target, problem = _resolve_target(spec, kube)
+        if problem:
+            reason, message, retry = problem
+            out.status.update(
+                conditions=set_condition(conditions, "Validated", False, reason, message, generation),
+                observedGeneration=generation,
+                phase=Phase.STARTING.value,
+            )
+            if retry:
+                out.retry_after, out.retry_reason = TARGET_RETRY_SECONDS, message
+                return out
+            return move(Phase.FAILED, failureReason=f"{reason}: {message}")
+        kube.create(compiler_job(cj, spec, target_name, target, cfg))
+        out.event("CompilerJobCreated", f"created Job {job_name}")
+        return move(
+            Phase.STARTING,
+            conditions=conditions,
+            compilerJobName=job_name,
+            compilationStartTime=status.get("compilationStartTime") or now(),
+        )
+
+    finished = _job_condition(job, "Complete") or _job_condition(job, "Failed")
+    if spec.stop and not finished:
+        if not dig(job, "metadata", "deletionTimestamp"):
+            # Foreground: the Job stays (being deleted) until its pods are gone, so
+            # Stopped is only reported once nothing runs any more.
+            kube.delete("batch/v1", "Job", job_name, meta["namespace"], propagation="Foreground")
+        return move(Phase.STOPPING, conditions=conditions)
+
+    pods = kube.list("v1", "Pod", meta["namespace"], {COMPILATION_JOB_LABEL: meta["name"]})
+    pods.sort(key=lambda p: dig(p, "metadata", "creationTimestamp", default=""))
+    if _job_condition(job, "Complete"):
+        result = _result(pods)
+        if not isinstance(result, CompilerResult):
+            reason = result or "ResultMissing: the compiler finished without reporting an artifact"
+            return move(Phase.FAILED, conditions=conditions, failureReason=reason)
+        model_name = _publish_model(cj, spec, result, kube)
+        out.event("CompiledModelReady", f"CompiledModel {model_name} points at {result.artifact.uri}")
+        return move(
+            Phase.COMPLETED, conditions=conditions, artifact=result.artifact.wire(), compiledModelName=model_name
+        )
+    if failed := _job_condition(job, "Failed"):
+        return move(Phase.FAILED, conditions=conditions, failureReason=_failure_reason(failed, pods, spec))
+    if any(dig(p, "status", "phase") == "Running" for p in pods):
+        return move(Phase.IN_PROGRESS, conditions=conditions)
+    return move(Phase.STARTING, conditions=conditions, compilerJobName=job_name)
+
+
+def _resolve_target(spec: CompilationJobSpec, kube: Kube):
+    """(name, spec, None), or (None, None, (reason, message, retry)) when it cannot be used."""
+    name = spec.output_config.target_device
+    if name is None:
+        return None, None, None  # an inline platform: any node compiles it
+    obj = kube.get(HARDWARE_TARGET.api_version, HARDWARE_TARGET.kind, name)
+    if obj is None:
+        # GitOps tools apply objects in any order: wait for the target instead of failing.
+        return None, None, ("HardwareTargetNotFound", f"HardwareTarget '{name}' does not exist (yet)", True)
+    try:
+        return name, HardwareTargetSpec.model_validate(obj.get("spec") or {}), None
+    except ValidationError as err:
+        return None, None, ("InvalidHardwareTarget", f"HardwareTarget '{name}': {describe(err)}", False)
+
+
+def _job_condition(job: dict, type_: str) -> dict | None:
+    for c in dig(job, "status", "conditions", default=[]) or []:
+        if c.get("type") == type_ and c.get("status") == "True":
+            return c
+    return None
+
+
+def _terminated(pod: dict) -> dict:
+    for cs in dig(pod, "status", "containerStatuses", default=[]) or []:
+        if cs.get("name") == "compiler" and dig(cs, "state", "terminated"):
+            return cs["state"]["terminated"]
+    return {}
+
+
+def _result(pods: list[dict]) -> CompilerResult | str | None:
+    for pod in reversed(pods):
+        if dig(pod, "status", "phase") == "Succeeded":
+            return parse_termination_message(_terminated(pod).get("message"))
+    return None
+
+
+def _failure_reason(failed: dict, pods: list[dict], spec: CompilationJobSpec) -> str:
+    if failed.get("reason") == "DeadlineExceeded":
+        limit = spec.stopping_condition.max_runtime_in_seconds
+        return f"MaxRuntimeExceeded: compilation ran longer than stoppingCondition.maxRuntimeInSeconds ({limit} s)"
+    for pod in reversed(pods):
+        term = _terminated(pod)
+        if not term:
+            continue
+        message = parse_termination_message(term.get("message"))
+        if isinstance(message, str):
+            return message
+        return (
+            f"CompilerPodFailed: the compiler container ended with {term.get('reason') or 'an error'} "
+            f"(exit code {term.get('exitCode')})"
+        )
+    return f"CompilerPodFailed: {failed.get('reason', 'Failed')}: {failed.get('message', 'the compiler Job failed')}"
+
+
+def _publish_model(cj: dict, spec: CompilationJobSpec, result: CompilerResult, kube: Kube) -> str:
+    """Create or update the CompiledModel. Not owned by the job: it outlives it."""
+    meta = cj["metadata"]
+    name = spec.output_config.compiled_model_name or meta["name"]
+    platform = spec.output_config.target_platform
+    target = spec.output_config.target_device or "-".join(
+        p
+        for p in (
+            platform.os,
+            platform.arch.value.replace("_", "-"),
+            platform.accelerator and platform.accelerator.value,
+        )
+        if p
+    )
+    model_spec = {
+        "artifact": {
+            "uri": result.artifact.uri,
+            "sha256": result.artifact.sha256,
+            "sizeBytes": result.artifact.size_bytes,
+        },
+        "target": target,
+        "framework": spec.input_config.framework.value,
+        "precision": result.precision.value,
+        "inputs": [t.wire() for t in result.inputs],
+        "outputs": [t.wire() for t in result.outputs],
+        "sourceJob": meta["name"],
+    }
+    if result.latency:
+        model_spec["latency"] = result.latency.wire()
+    kube.apply(
+        {
+            "apiVersion": API_VERSION,
+            "kind": COMPILED_MODEL.kind,
+            "metadata": {
+                "name": name,
+                "namespace": meta["namespace"],
+                "labels": {**MANAGED_BY, COMPILATION_JOB_LABEL: meta["name"]},
+            },
+            "spec": model_spec,
+        }
+    )
+    return name
+
+
+# --- kopf wiring -------------------------------------------------------------------------
+
+CJ = (COMPILATION_JOB.crd_name,)
+
+
+@kopf.on.resume(*CJ)
+@kopf.on.create(*CJ)
+@kopf.on.update(*CJ, field="spec")
+def reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_) -> None:
+    obj = dict(body)
+    deliver(obj, sync(obj, memo.kube, memo.config), patch=patch)
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={COMPILATION_JOB_LABEL: kopf.PRESENT})
+@kopf.on.event("", "v1", "pods", labels={COMPILATION_JOB_LABEL: kopf.PRESENT})
+def compiler_changed(body: kopf.Body, memo: kopf.Memo, **_) -> None:
+    """A compiler Job or pod moved: bring its CompilationJob's status along."""
+    meta = body["metadata"]
+    cj = memo.kube.get(API_VERSION, COMPILATION_JOB.kind, meta["labels"][COMPILATION_JOB_LABEL], meta["namespace"])
+    if cj is not None:
+        deliver(cj, sync(cj, memo.kube, memo.config), kube=memo.kube, retry=False)

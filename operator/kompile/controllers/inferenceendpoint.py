@@ -1,0 +1,166 @@
+"""InferenceEndpoint controller: a Deployment, Service and (optional) HPA on the model's pool."""
+
+from __future__ import annotations
+
+import kopf
+from pydantic import ValidationError
+
+from kompile.api import API_VERSION, COMPILED_MODEL, HARDWARE_TARGET, INFERENCE_ENDPOINT
+from kompile.api.compiledmodel import CompiledModelSpec
+from kompile.api.hardwaretarget import HardwareTargetSpec
+from kompile.api.inferenceendpoint import InferenceEndpointSpec
+from kompile.config import OperatorConfig
+from kompile.controllers.conditions import set_condition
+from kompile.controllers.outcome import Outcome, deliver
+from kompile.controllers.validation import describe
+from kompile.kube import Kube, dig
+from kompile.manifests import DIGEST_ANNOTATION, INFERENCE_ENDPOINT_LABEL
+from kompile.manifests.serving import autoscaler, deployment, endpoint_url, service, serving_name
+
+RETRY_SECONDS = 15
+# autoscaling/v2 from Kubernetes 1.23; v2beta2 before (and until 1.26).
+HPA_VERSIONS = ("v2", "v2beta2")
+
+
+def sync(ie: dict, kube: Kube, cfg: OperatorConfig) -> Outcome:
+    meta = ie["metadata"]
+    generation = meta.get("generation")
+    status = ie.get("status") or {}
+    out = Outcome()
+
+    def not_ready(reason: str, message: str, retry: bool) -> Outcome:
+        out.status = {
+            "observedGeneration": generation,
+            "conditions": set_condition(status.get("conditions"), "Ready", False, reason, message, generation),
+        }
+        if _ready_reason(status) != reason:
+            out.event(reason, message, warning=True)
+        if retry:
+            out.retry_after, out.retry_reason = RETRY_SECONDS, message
+        return out
+
+    try:
+        spec = InferenceEndpointSpec.model_validate(ie.get("spec") or {})
+    except ValidationError as err:
+        return not_ready("InvalidSpec", describe(err), retry=False)
+
+    model_obj = kube.get(API_VERSION, COMPILED_MODEL.kind, spec.compiled_model_name, meta["namespace"])
+    if model_obj is None:
+        return not_ready(
+            "CompiledModelNotFound", f"CompiledModel '{spec.compiled_model_name}' does not exist (yet)", True
+        )
+    try:
+        model = CompiledModelSpec.model_validate(model_obj.get("spec") or {})
+    except ValidationError as err:
+        return not_ready("InvalidCompiledModel", describe(err), retry=False)
+
+    target_name = spec.hardware_target or model.target
+    target_obj = kube.get(HARDWARE_TARGET.api_version, HARDWARE_TARGET.kind, target_name)
+    if target_obj is None:
+        return not_ready("HardwareTargetNotFound", f"HardwareTarget '{target_name}' does not exist (yet)", True)
+    try:
+        target = HardwareTargetSpec.model_validate(target_obj.get("spec") or {})
+    except ValidationError as err:
+        return not_ready("InvalidHardwareTarget", f"HardwareTarget '{target_name}': {describe(err)}", False)
+
+    live = kube.apply(deployment(ie, spec, spec.compiled_model_name, model, target, cfg))
+    kube.apply(service(ie, cfg))
+    hpa_version = kube.served_version("autoscaling", HPA_VERSIONS)
+    if (hpa := autoscaler(ie, spec, hpa_version)) is not None:
+        kube.apply(hpa)
+    else:
+        kube.delete(hpa_version, "HorizontalPodAutoscaler", serving_name(meta["name"]), meta["namespace"])
+    out.status = endpoint_status(ie, live, cfg)
+    return out
+
+
+def _ready_reason(status: dict) -> str | None:
+    for c in status.get("conditions") or []:
+        if c.get("type") == "Ready":
+            return c.get("reason")
+    return None
+
+
+def endpoint_status(ie: dict, dep: dict, cfg: OperatorConfig) -> dict:
+    """The endpoint's status, read off its Deployment."""
+    generation = ie["metadata"].get("generation")
+    conditions = (ie.get("status") or {}).get("conditions")
+    desired = dig(dep, "spec", "replicas", default=0)
+    ready = dig(dep, "status", "readyReplicas", default=0) or 0
+    updated = dig(dep, "status", "updatedReplicas", default=0) or 0
+    total = dig(dep, "status", "replicas", default=0) or 0
+    rolled_out = (
+        dig(dep, "status", "observedGeneration", default=0) >= dig(dep, "metadata", "generation", default=0)
+        and updated == desired
+        and total == desired
+        and ready == desired
+    )
+    digest = dig(dep, "spec", "template", "metadata", "annotations", DIGEST_ANNOTATION)
+    status = {
+        "observedGeneration": generation,
+        "deploymentName": dep["metadata"]["name"],
+        "replicas": total,
+        "readyReplicas": ready,
+        "url": endpoint_url(ie, cfg),
+    }
+    if rolled_out and ready > 0:
+        # Only when every replica runs the new template is its digest the one served.
+        status["servedDigest"] = digest
+    conditions = set_condition(
+        conditions,
+        "RolloutComplete",
+        rolled_out,
+        "RolloutComplete" if rolled_out else "RollingOut",
+        f"{updated}/{desired} replicas updated, {ready} ready",
+        generation,
+    )
+    conditions = set_condition(
+        conditions,
+        "Ready",
+        ready > 0,
+        "MinimumReplicasAvailable" if ready > 0 else "NoReadyReplicas",
+        f"{ready} of {desired} replicas ready",
+        generation,
+    )
+    status["conditions"] = conditions
+    return status
+
+
+# --- kopf wiring -------------------------------------------------------------------------
+
+IE = (INFERENCE_ENDPOINT.crd_name,)
+
+
+@kopf.on.resume(*IE)
+@kopf.on.create(*IE)
+@kopf.on.update(*IE, field="spec")
+def reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_) -> None:
+    obj = dict(body)
+    deliver(obj, sync(obj, memo.kube, memo.config), patch=patch)
+
+
+@kopf.on.event("apps", "v1", "deployments", labels={INFERENCE_ENDPOINT_LABEL: kopf.PRESENT})
+def deployment_changed(body: kopf.Body, memo: kopf.Memo, type: str | None, **_) -> None:
+    meta = body["metadata"]
+    ie = memo.kube.get(
+        API_VERSION, INFERENCE_ENDPOINT.kind, meta["labels"][INFERENCE_ENDPOINT_LABEL], meta["namespace"]
+    )
+    if ie is None or type == "DELETED":
+        return
+    memo.kube.patch_status(
+        API_VERSION,
+        INFERENCE_ENDPOINT.kind,
+        ie["metadata"]["name"],
+        meta["namespace"],
+        endpoint_status(ie, dict(body), memo.config),
+    )
+
+
+@kopf.on.update(COMPILED_MODEL.crd_name, field="spec")
+@kopf.on.create(COMPILED_MODEL.crd_name)
+def model_changed(body: kopf.Body, memo: kopf.Memo, **_) -> None:
+    """A new artifact (or a model that endpoints were waiting for): re-reconcile its endpoints."""
+    ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    for ie in memo.kube.list(API_VERSION, INFERENCE_ENDPOINT.kind, ns):
+        if dig(ie, "spec", "compiledModelName") == name:
+            deliver(ie, sync(ie, memo.kube, memo.config), kube=memo.kube, retry=False)

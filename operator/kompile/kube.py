@@ -1,0 +1,130 @@
+"""A small dict-in, dict-out layer over the Kubernetes dynamic client.
+
+Handlers work with plain manifests (the same YAML a user reads), so every object goes
+through one path: the dynamic client resolves any apiVersion/kind by discovery,
+including versions the typed client no longer ships (autoscaling/v2beta2 on 1.20).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import re
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.dynamic import DynamicClient
+from kubernetes.dynamic.exceptions import ConflictError, NotFoundError, ResourceNotFoundError
+
+MERGE_PATCH = "application/merge-patch+json"
+
+
+@functools.cache
+def api() -> DynamicClient:
+    """The process-wide client: in-cluster credentials in a pod, else the kubeconfig."""
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    return DynamicClient(client.ApiClient())
+
+
+class Kube:
+    def __init__(self, dyn: DynamicClient | None = None):
+        self.dyn = dyn or api()
+
+    def resource(self, api_version: str, kind: str):
+        return self.dyn.resources.get(api_version=api_version, kind=kind)
+
+    def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict | None:
+        try:
+            return self.resource(api_version, kind).get(name=name, namespace=namespace).to_dict()
+        except NotFoundError:
+            return None
+
+    def list(self, api_version: str, kind: str, namespace: str | None = None, labels: dict | None = None) -> list:
+        selector = ",".join(f"{k}={v}" for k, v in (labels or {}).items()) or None
+        result = self.resource(api_version, kind).get(namespace=namespace, label_selector=selector)
+        return [item.to_dict() for item in result.items]
+
+    def create(self, obj: dict) -> dict:
+        """Create; when it exists already (a re-run, a restart), return what is there."""
+        res = self.resource(obj["apiVersion"], obj["kind"])
+        meta = obj["metadata"]
+        try:
+            return res.create(body=obj, namespace=meta.get("namespace")).to_dict()
+        except ConflictError:
+            return res.get(name=meta["name"], namespace=meta.get("namespace")).to_dict()
+
+    def apply(self, obj: dict) -> dict:
+        """Create, or bring the live object to this manifest (JSON merge patch: lists replaced whole)."""
+        res = self.resource(obj["apiVersion"], obj["kind"])
+        meta = obj["metadata"]
+        try:
+            return res.create(body=obj, namespace=meta.get("namespace")).to_dict()
+        except ConflictError:
+            return res.patch(
+                body=obj, name=meta["name"], namespace=meta.get("namespace"), content_type=MERGE_PATCH
+            ).to_dict()
+
+    def patch_status(self, api_version: str, kind: str, name: str, namespace: str | None, status: dict) -> dict:
+        res = self.resource(api_version, kind)
+        return res.status.patch(
+            body={"status": status}, name=name, namespace=namespace, content_type=MERGE_PATCH
+        ).to_dict()
+
+    def delete(
+        self, api_version: str, kind: str, name: str, namespace: str | None = None, propagation: str = "Background"
+    ) -> bool:
+        try:
+            self.resource(api_version, kind).delete(
+                name=name, namespace=namespace, body={"propagationPolicy": propagation}
+            )
+            return True
+        except NotFoundError:
+            return False
+
+    def served_version(self, group: str, preferred: tuple[str, ...]) -> str:
+        """The first of `preferred` versions this API server serves for `group`."""
+        for version in preferred:
+            try:
+                self.dyn.resources.get(group=group, api_version=version)
+                return f"{group}/{version}"
+            except ResourceNotFoundError:
+                continue
+        raise ResourceNotFoundError(f"the API server serves none of {group}/{preferred}")
+
+
+def owner_reference(owner: dict) -> dict:
+    meta = owner["metadata"]
+    return {
+        "apiVersion": owner["apiVersion"],
+        "kind": owner["kind"],
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def child_name(parent: str, suffix: str, limit: int = 63) -> str:
+    """A deterministic DNS-1123 label for a child object.
+
+    Pods of a Job carry its name in a label (at most 63 characters), so long parent
+    names are cut and made unique again with a short hash of the full name.
+    """
+    base = re.sub(r"[^a-z0-9-]", "-", parent.lower()).strip("-")
+    name = f"{base}-{suffix}"
+    if len(name) <= limit:
+        return name
+    digest = hashlib.sha256(parent.encode()).hexdigest()[:8]
+    keep = limit - len(suffix) - len(digest) - 2
+    return f"{base[:keep].rstrip('-')}-{digest}-{suffix}"
+
+
+def dig(obj: Any, *path: str, default: Any = None) -> Any:
+    for key in path:
+        if not isinstance(obj, dict) or key not in obj:
+            return default
+        obj = obj[key]
+    return obj
