@@ -12,5 +12,7 @@ SOURCES = ["operator", "compiler-image", "runtime-image", "tests"]
 
 @pytest.mark.parametrize("command", [["check"], ["format", "--check"]], ids=["lint", "format"])
 def test_ruff(command):
-    result = subprocess.run([sys.executable, "-m", "ruff", *command, *SOURCES], cwd=ROOT, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "ruff", *command, *SOURCES], cwd=ROOT, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr
