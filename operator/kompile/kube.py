@@ -10,6 +10,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
+import tempfile
+import threading
+from pathlib import Path
 from typing import Any
 
 from kubernetes import client, config
@@ -26,15 +29,27 @@ def api() -> DynamicClient:
         config.load_incluster_config()
     except config.ConfigException:
         config.load_kube_config()
-    return DynamicClient(client.ApiClient())
+    # A discovery cache of our own: the default file in /tmp is shared by every process
+    # of the machine, and one process may read another's half-written file.
+    cache = Path(tempfile.mkdtemp(prefix="kompile-discovery-")) / "discovery.json"
+    return DynamicClient(client.ApiClient(), cache_file=str(cache))
 
 
 class Kube:
     def __init__(self, dyn: DynamicClient | None = None):
         self.dyn = dyn or api()
+        self._resources: dict[tuple[str, str], object] = {}
+        self._lock = threading.Lock()
 
     def resource(self, api_version: str, kind: str):
-        return self.dyn.resources.get(api_version=api_version, kind=kind)
+        # kopf runs handlers in threads, and the dynamic client's discovery cache is not
+        # thread-safe (one thread invalidating it while another reads it): resolve each
+        # kind once, under a lock.
+        key = (api_version, kind)
+        with self._lock:
+            if key not in self._resources:
+                self._resources[key] = self.dyn.resources.get(api_version=api_version, kind=kind)
+            return self._resources[key]
 
     def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict | None:
         try:
@@ -84,15 +99,15 @@ class Kube:
         except NotFoundError:
             return False
 
-    def served_version(self, group: str, preferred: tuple[str, ...]) -> str:
-        """The first of `preferred` versions this API server serves for `group`."""
+    def served_version(self, group: str, kind: str, preferred: tuple[str, ...]) -> str:
+        """The first of `preferred` versions in which this API server serves `kind`."""
         for version in preferred:
             try:
-                self.dyn.resources.get(group=group, api_version=version)
+                self.resource(f"{group}/{version}", kind)
                 return f"{group}/{version}"
             except ResourceNotFoundError:
                 continue
-        raise ResourceNotFoundError(f"the API server serves none of {group}/{preferred}")
+        raise ResourceNotFoundError(f"the API server serves {kind} in none of {group}/{preferred}")
 
 
 def owner_reference(owner: dict) -> dict:

@@ -99,7 +99,7 @@ def _with(path: str, value):
                 "framework": "ONNX",
                 "inputs": [{"name": "x", "shape": [1], "datatype": "FLOAT"}],
             },
-            "spec.inputs[0].datatype",
+            "spec.inputs.datatype",
         ),
     ],
 )

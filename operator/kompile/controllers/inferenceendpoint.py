@@ -65,7 +65,7 @@ def sync(ie: dict, kube: Kube, cfg: OperatorConfig) -> Outcome:
 
     live = kube.apply(deployment(ie, spec, spec.compiled_model_name, model, target, cfg))
     kube.apply(service(ie, cfg))
-    hpa_version = kube.served_version("autoscaling", HPA_VERSIONS)
+    hpa_version = kube.served_version("autoscaling", "HorizontalPodAutoscaler", HPA_VERSIONS)
     if (hpa := autoscaler(ie, spec, hpa_version)) is not None:
         kube.apply(hpa)
     else:
