@@ -18,7 +18,8 @@ build_kubernetes() {
   # apt state is untouched.
   sed 's/^Types: deb$/Types: deb-src/' /etc/apt/sources.list.d/debian.sources \
     > "$apt_dir/sources.list.d/debian-src.sources"
-  local apt_opts=(-o Dir::Etc::SourceList=/dev/null -o "Dir::Etc::SourceParts=$apt_dir/sources.list.d"
+  # The private lists are root-owned; downloading as root keeps apt from warning about _apt.
+  local apt_opts=(-o APT::Sandbox::User=root -o Dir::Etc::SourceList=/dev/null -o "Dir::Etc::SourceParts=$apt_dir/sources.list.d"
     -o "Dir::State::Lists=$apt_dir/lists")
   if ! ls "$work"/kubernetes_*.dsc >/dev/null 2>&1; then
     log "downloading Debian's kubernetes source package"

@@ -62,14 +62,14 @@ class Kube:
         result = self.resource(api_version, kind).get(namespace=namespace, label_selector=selector)
         return [item.to_dict() for item in result.items]
 
-    def create(self, obj: dict) -> dict:
-        """Create; when it exists already (a re-run, a restart), return what is there."""
+    def create(self, obj: dict) -> tuple[dict, bool]:
+        """Create, and say whether this call did; when it exists already (a re-run, a restart), return it."""
         res = self.resource(obj["apiVersion"], obj["kind"])
         meta = obj["metadata"]
         try:
-            return res.create(body=obj, namespace=meta.get("namespace")).to_dict()
+            return res.create(body=obj, namespace=meta.get("namespace")).to_dict(), True
         except ConflictError:
-            return res.get(name=meta["name"], namespace=meta.get("namespace")).to_dict()
+            return res.get(name=meta["name"], namespace=meta.get("namespace")).to_dict(), False
 
     def apply(self, obj: dict) -> dict:
         """Create, or bring the live object to this manifest (JSON merge patch: lists replaced whole)."""
@@ -82,11 +82,21 @@ class Kube:
                 body=obj, name=meta["name"], namespace=meta.get("namespace"), content_type=MERGE_PATCH
             ).to_dict()
 
-    def patch_status(self, api_version: str, kind: str, name: str, namespace: str | None, status: dict) -> dict:
+    def patch_status(
+        self,
+        api_version: str,
+        kind: str,
+        name: str,
+        namespace: str | None,
+        status: dict,
+        resource_version: str | None = None,
+    ) -> dict:
+        """Merge `status` in; with `resource_version`, only onto that version (else ConflictError)."""
+        body: dict = {"status": status}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
         res = self.resource(api_version, kind)
-        return res.status.patch(
-            body={"status": status}, name=name, namespace=namespace, content_type=MERGE_PATCH
-        ).to_dict()
+        return res.status.patch(body=body, name=name, namespace=namespace, content_type=MERGE_PATCH).to_dict()
 
     def delete(
         self, api_version: str, kind: str, name: str, namespace: str | None = None, propagation: str = "Background"

@@ -3,6 +3,7 @@
 import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
+from kubernetes.dynamic.exceptions import ConflictError
 
 from kompile.api import API_VERSION, RESOURCES
 from tests.conftest import ROOT
@@ -39,10 +40,20 @@ def test_every_example_applies(cluster, namespace):
 def test_empty_strings_survive_the_server(cluster, namespace):
     # Guards the build recipe: go-openapi's zero-value check once turned "" into null.
     body = kompile("CompilationJob", "empty-strings", GOOD_JOB, namespace)
-    created = cluster.create(body)
+    created, _ = cluster.create(body)
     patched = cluster.patch_status(API_VERSION, "CompilationJob", "empty-strings", namespace, {"failureReason": ""})
     assert patched["status"]["failureReason"] == ""
     assert created["spec"]["outputConfig"]["precision"] == "FP32"  # a schema default, applied by the server
+
+
+def test_status_writes_honour_the_version_read(cluster, namespace):
+    # The operator's exactly-once transitions rest on this precondition on the status subresource.
+    created, _ = cluster.create(kompile("CompilationJob", "versioned", GOOD_JOB, namespace))
+    stale = created["metadata"]["resourceVersion"]
+    cluster.patch_status(API_VERSION, "CompilationJob", "versioned", namespace, {"phase": "Starting"}, stale)
+    with pytest.raises(ConflictError):
+        cluster.patch_status(API_VERSION, "CompilationJob", "versioned", namespace, {"phase": "Failed"}, stale)
+    assert cluster.get(API_VERSION, "CompilationJob", "versioned", namespace)["status"]["phase"] == "Starting"
 
 
 def _with(path: str, value):

@@ -1,6 +1,7 @@
 """CompilationJob through the operator: Job, phases, result, failure, stop, late targets."""
 
 import json
+from collections import Counter
 
 import pytest
 
@@ -39,6 +40,12 @@ def wait_phase(cluster, name, namespace, phase, timeout=30):
         message=f"{name} to reach {phase}, is {phase_of(cluster, name, namespace)()}",
     )
     return get(cluster, "CompilationJob", name, namespace)
+
+
+def event_reasons(namespace, name) -> dict:
+    listing = kubectl("get", "events", "-n", namespace, "--field-selector", f"involvedObject.name={name}", "-o", "json")
+    items = json.loads(listing.stdout)["items"]
+    return dict(Counter(e["reason"] for e in items if e["involvedObject"]["kind"] == "CompilationJob"))
 
 
 def compiler_job(cluster, name, namespace):
@@ -99,10 +106,13 @@ def test_success_creates_the_compiled_model(cluster, namespace, operator, hardwa
         ),
         message="CompiledModel Ready",
     )
-    events = kubectl(
-        "get", "events", "-n", namespace, "--field-selector", "involvedObject.name=ok", "-o", "json"
-    ).stdout
-    assert "CompiledModelReady" in events
+    # Job, pod and change handlers race on every step; each transition is still told once.
+    reasons = eventually(
+        lambda: event_reasons(namespace, "ok").get("CompiledModelReady") and event_reasons(namespace, "ok"),
+        message="events",
+    )
+    for reason in ("CompilerJobCreated", "Starting", "InProgress", "Completed", "CompiledModelReady"):
+        assert reasons.get(reason) == 1, reasons
 
 
 def test_compiler_error_becomes_the_failure_reason(cluster, namespace, operator, hardware_target):

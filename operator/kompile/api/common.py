@@ -142,6 +142,15 @@ class Condition(KModel):
     observed_generation: int | None = Field(None, ge=0)
 
 
+class ObservedStatus(KModel):
+    """What every status holds: the generation it describes and its conditions."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    observed_generation: int | None = None
+    conditions: list[Condition] | None = None
+
+
 class TensorSpec(KModel):
     """One named model input or output."""
 

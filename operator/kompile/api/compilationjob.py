@@ -15,10 +15,10 @@ from pydantic import Field, model_validator
 
 from kompile.api.common import (
     DNS_LABEL,
-    Condition,
     Framework,
     KModel,
     ObjectName,
+    ObservedStatus,
     Precision,
     ResourceRequirements,
     S3Uri,
@@ -130,13 +130,9 @@ class Artifact(KModel):
     size_bytes: int = Field(ge=0)
 
 
-class CompilationJobStatus(KModel):
-    model_config = KModel.model_config | {"extra": "ignore"}
-
+class CompilationJobStatus(ObservedStatus):
     phase: Phase | None = None
     failure_reason: str | None = Field(None, max_length=4096)
-    observed_generation: int | None = None
-    conditions: list[Condition] | None = None
     compilation_start_time: str | None = Field(None, json_schema_extra={"format": "date-time"})
     compilation_end_time: str | None = Field(None, json_schema_extra={"format": "date-time"})
     compiler_job_name: str | None = None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from kompile.api.common import Condition, Framework, KModel, ObjectName, Precision, S3Uri, TensorSpec
+from kompile.api.common import Framework, KModel, ObjectName, ObservedStatus, Precision, S3Uri, TensorSpec
 from kompile.api.resource import CustomResource, PrinterColumn
 
 SHA256 = r"^[a-f0-9]{64}$"
@@ -40,11 +40,8 @@ class CompiledModelSpec(KModel):
     latency: Latency | None = None
 
 
-class CompiledModelStatus(KModel):
-    model_config = KModel.model_config | {"extra": "ignore"}
-
-    observed_generation: int | None = None
-    conditions: list[Condition] | None = None
+class CompiledModelStatus(ObservedStatus):
+    """Condition Ready: the artifact is registered and can be served."""
 
 
 COMPILED_MODEL = CustomResource(

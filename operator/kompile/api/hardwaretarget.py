@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from kompile.api.common import Condition, KModel, ResourceRequirements, Toleration
+from kompile.api.common import KModel, ObservedStatus, ResourceRequirements, Toleration
 from kompile.api.resource import CustomResource, PrinterColumn
 
 
@@ -118,11 +118,8 @@ class HardwareTargetSpec(KModel):
         return self
 
 
-class HardwareTargetStatus(KModel):
-    model_config = KModel.model_config | {"extra": "ignore"}
-
-    observed_generation: int | None = None
-    conditions: list[Condition] | None = None
+class HardwareTargetStatus(ObservedStatus):
+    """Condition Valid: the target can be compiled for."""
 
 
 HARDWARE_TARGET = CustomResource(

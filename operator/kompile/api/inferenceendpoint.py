@@ -6,7 +6,7 @@ import enum
 
 from pydantic import Field, model_validator
 
-from kompile.api.common import Condition, IntOrPercent, KModel, ObjectName, ResourceRequirements
+from kompile.api.common import IntOrPercent, KModel, ObjectName, ObservedStatus, ResourceRequirements
 from kompile.api.resource import CustomResource, PrinterColumn
 
 
@@ -51,11 +51,7 @@ class InferenceEndpointSpec(KModel):
     )
 
 
-class InferenceEndpointStatus(KModel):
-    model_config = KModel.model_config | {"extra": "ignore"}
-
-    observed_generation: int | None = None
-    conditions: list[Condition] | None = None
+class InferenceEndpointStatus(ObservedStatus):
     replicas: int | None = None
     ready_replicas: int | None = None
     url: str | None = Field(None, description="Base URL of the Open Inference Protocol (v2) API in the cluster.")

@@ -17,7 +17,7 @@ from kompile.api.hardwaretarget import HardwareTargetSpec
 from kompile.api.result import CompilerResult, parse_termination_message
 from kompile.config import OperatorConfig
 from kompile.controllers.conditions import now, set_condition
-from kompile.controllers.outcome import Outcome, deliver
+from kompile.controllers.reconcile import Outcome, reconcile_on_changes, resync
 from kompile.controllers.validation import describe
 from kompile.kube import Kube, dig
 from kompile.manifests import COMPILATION_JOB_LABEL, MANAGED_BY
@@ -84,8 +84,9 @@ def sync(cj: dict, kube: Kube, cfg: OperatorConfig) -> Outcome:
                 out.retry_after, out.retry_reason = TARGET_RETRY_SECONDS, message
                 return out
             return move(Phase.FAILED, failureReason=f"{reason}: {message}")
-        kube.create(compiler_job(cj, spec, target_name, target, cfg))
-        out.event("CompilerJobCreated", f"created Job {job_name}")
+        _, created = kube.create(compiler_job(cj, spec, target_name, target, cfg))
+        if created:
+            out.event("CompilerJobCreated", f"created Job {job_name}")
         return move(
             Phase.STARTING,
             conditions=conditions,
@@ -220,15 +221,7 @@ def _publish_model(cj: dict, spec: CompilationJobSpec, result: CompilerResult, k
 
 # --- kopf wiring -------------------------------------------------------------------------
 
-CJ = (COMPILATION_JOB.crd_name,)
-
-
-@kopf.on.resume(*CJ)
-@kopf.on.create(*CJ)
-@kopf.on.update(*CJ, field="spec")
-def reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_) -> None:
-    obj = dict(body)
-    deliver(obj, sync(obj, memo.kube, memo.config), patch=patch)
+reconcile_on_changes(COMPILATION_JOB.crd_name, sync)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={COMPILATION_JOB_LABEL: kopf.PRESENT})
@@ -238,4 +231,4 @@ def compiler_changed(body: kopf.Body, memo: kopf.Memo, **_) -> None:
     meta = body["metadata"]
     cj = memo.kube.get(API_VERSION, COMPILATION_JOB.kind, meta["labels"][COMPILATION_JOB_LABEL], meta["namespace"])
     if cj is not None:
-        deliver(cj, sync(cj, memo.kube, memo.config), kube=memo.kube, retry=False)
+        resync(cj, memo, sync)

@@ -11,7 +11,7 @@ from kompile.api.hardwaretarget import HardwareTargetSpec
 from kompile.api.inferenceendpoint import InferenceEndpointSpec
 from kompile.config import OperatorConfig
 from kompile.controllers.conditions import set_condition
-from kompile.controllers.outcome import Outcome, deliver
+from kompile.controllers.reconcile import Outcome, reconcile_on_changes, resync
 from kompile.controllers.validation import describe
 from kompile.kube import Kube, dig
 from kompile.manifests import DIGEST_ANNOTATION, INFERENCE_ENDPOINT_LABEL
@@ -128,15 +128,7 @@ def endpoint_status(ie: dict, dep: dict, cfg: OperatorConfig) -> dict:
 
 # --- kopf wiring -------------------------------------------------------------------------
 
-IE = (INFERENCE_ENDPOINT.crd_name,)
-
-
-@kopf.on.resume(*IE)
-@kopf.on.create(*IE)
-@kopf.on.update(*IE, field="spec")
-def reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_) -> None:
-    obj = dict(body)
-    deliver(obj, sync(obj, memo.kube, memo.config), patch=patch)
+reconcile_on_changes(INFERENCE_ENDPOINT.crd_name, sync)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={INFERENCE_ENDPOINT_LABEL: kopf.PRESENT})
@@ -163,4 +155,4 @@ def model_changed(body: kopf.Body, memo: kopf.Memo, **_) -> None:
     ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
     for ie in memo.kube.list(API_VERSION, INFERENCE_ENDPOINT.kind, ns):
         if dig(ie, "spec", "compiledModelName") == name:
-            deliver(ie, sync(ie, memo.kube, memo.config), kube=memo.kube, retry=False)
+            resync(ie, memo, sync)
