@@ -116,7 +116,11 @@ def sync(cj: dict, kube: Kube, cfg: OperatorConfig) -> Outcome:
         )
     if failed := _job_condition(job, "Failed"):
         return move(Phase.FAILED, conditions=conditions, failureReason=_failure_reason(failed, pods, spec))
-    if any(dig(p, "status", "phase") == "Running" for p in pods):
+    # Once a compiler pod has started, the job is in progress until its Job ends: a pod that
+    # has finished before the Job controller has counted it, or a retry's pod still
+    # pending, does not take the phase back to Starting.
+    started = any(dig(p, "status", "phase") in ("Running", "Succeeded", "Failed") for p in pods)
+    if started or status.get("phase") == Phase.IN_PROGRESS.value:
         return move(Phase.IN_PROGRESS, conditions=conditions)
     return move(Phase.STARTING, conditions=conditions, compilerJobName=job_name)
 
