@@ -4,6 +4,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 CLUSTER_PACKAGES=(golang-go etcd-server golang-github-modern-go-reflect2-dev openssl make rsync
   iproute2 iptables curl)
 
+# The compiler's cross toolchain: exporting ARM64 artifacts links them with aarch64 gcc.
+COMPILER_PACKAGES=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
+
 install_packages() {
   local missing=()
   for p in "$@"; do

@@ -1,6 +1,7 @@
 """`kompile`: the command line.
 
     kompile validate FILE|DIR ...   check Kompile objects in YAML with the operator's own rules
+    kompile compile MODEL ...       compile a model here, with the compiler pods' own pipeline
 
 `validate` catches before `kubectl apply` what the API server's schema cannot, such as
 dataInputConfig rules, so a GitOps repository can check its manifests in CI.
@@ -15,7 +16,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from kompile.api import RESOURCES, CompilationJobSpec, DataInputConfigError
+from kompile.api import RESOURCES, CompilationJobSpec, DataInputConfigError, Framework, Precision
 from kompile.controllers.validation import describe
 
 SPECS = {r.kind: r.spec for r in RESOURCES}
@@ -64,12 +65,89 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _shape_arg(text: str) -> tuple[str | None, list[int]]:
+    """NAME=1,3,224,224, or a bare 1,3,224,224 (PyTorch's list form)."""
+    name, _, dims = text.rpartition("=")
+    try:
+        return (name or None), [int(d) for d in dims.replace("x", ",").split(",") if d.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=1,3,224,224") from None
+
+
+def _target(args: argparse.Namespace):
+    from kompile.api.hardwaretarget import Arch, HardwareTargetSpec, TargetPlatform
+    from kompile_compiler import targets
+
+    if args.platform:
+        return targets.resolve(None, TargetPlatform(arch=Arch(args.platform)))
+    if not args.target:
+        return targets.host_target()
+    for path in _files(args.catalog or []):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if isinstance(doc, dict) and doc.get("kind") == "HardwareTarget" and doc["metadata"]["name"] == args.target:
+                return targets.from_hardware_target(args.target, HardwareTargetSpec.model_validate(doc["spec"]))
+    raise SystemExit(f"kompile: no HardwareTarget {args.target!r} in {args.catalog or 'any --catalog'}")
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    try:
+        from kompile_compiler.pipeline import compile_model
+        from kompile_compiler.report import CompileError
+    except ImportError:
+        print("kompile compile needs the compiler: pip install 'kompile[compiler]'", file=sys.stderr)
+        return 3
+    import tempfile
+
+    from kompile.api import Framework, Precision
+
+    named = [(n, s) for n, s in args.input]
+    config = [s for _, s in named] if all(n is None for n, _ in named) else {n: s for n, s in named}
+    try:
+        with tempfile.TemporaryDirectory(prefix="kompile-") as workdir:
+            result, _ = compile_model(
+                model_uri=args.model,
+                framework=Framework(args.framework),
+                data_input_config=config or None,
+                target=_target(args),
+                precision=Precision(args.precision),
+                opt_level=args.opt_level,
+                workdir=Path(workdir),
+                output_dir=Path(args.output),
+                upload_to=args.upload,
+            )
+    except CompileError as err:
+        print(f"{err.reason}: {err.detail}", file=sys.stderr)
+        return 2
+    print(f"{args.output}: sha256 {result.artifact.sha256}, {result.artifact.size_bytes} bytes")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kompile", description="Compile ML models for their hardware.")
     sub = parser.add_subparsers(dest="command", required=True)
     validate = sub.add_parser("validate", help="check Kompile objects in YAML files or folders")
     validate.add_argument("paths", nargs="+")
     validate.set_defaults(func=cmd_validate)
+    comp = sub.add_parser("compile", help="compile a model file, archive or s3:// URI into an artifact folder")
+    comp.add_argument("model", help="a model file, a model.tar.gz, or an s3:// URI")
+    comp.add_argument("--framework", required=True, choices=[f.value for f in Framework], type=str.upper)
+    comp.add_argument(
+        "--input",
+        action="append",
+        default=[],
+        type=_shape_arg,
+        metavar="NAME=SHAPE",
+        help="an input's name and static shape, e.g. data_0=1,3,224,224 (repeat per input)",
+    )
+    where = comp.add_mutually_exclusive_group()
+    where.add_argument("--target", help="a HardwareTarget name from --catalog (default: this machine's CPU)")
+    where.add_argument("--platform", choices=["x86_64", "arm64"], help="a generic CPU of this architecture")
+    comp.add_argument("--catalog", action="append", help="YAML file or folder with HardwareTargets")
+    comp.add_argument("--precision", default="FP32", choices=[p.value for p in Precision])
+    comp.add_argument("--opt-level", type=int, default=3, choices=range(4))
+    comp.add_argument("-o", "--output", required=True, help="the artifact folder to write")
+    comp.add_argument("--upload", metavar="S3_PREFIX", help="also upload the artifact there (manifest last)")
+    comp.set_defaults(func=cmd_compile)
     args = parser.parse_args(argv)
     return args.func(args)
 

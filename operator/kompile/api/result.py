@@ -1,4 +1,7 @@
-"""What a compiler pod reports when it ends: the contract between compiler and operator.
+"""The contract between operator and compiler pod: what the pod is given, what it reports.
+
+The operator passes a `CompilerJob` as JSON in the KOMPILE_JOB environment variable, so
+the pod needs no access to the API server.
 
 On success the compiler writes one JSON object (`CompilerResult`) to its termination
 message; on failure one line `Reason: detail`. The kubelet keeps at most 4096 bytes of
@@ -13,11 +16,26 @@ import json
 from pydantic import Field, ValidationError
 
 from kompile.api.common import KModel, Precision, TensorSpec
-from kompile.api.compilationjob import Artifact
+from kompile.api.compilationjob import Artifact, CompilationJobSpec
 from kompile.api.compiledmodel import Latency
+from kompile.api.hardwaretarget import HardwareTargetSpec
 
 TERMINATION_LOG = "/dev/termination-log"
 TERMINATION_MESSAGE_LIMIT = 4096
+
+
+class NamedTarget(KModel):
+    name: str
+    spec: HardwareTargetSpec
+
+
+class CompilerJob(KModel):
+    """What a compiler pod is asked to do."""
+
+    name: str
+    namespace: str | None = None
+    spec: CompilationJobSpec
+    target: NamedTarget | None = None
 
 
 class CompilerResult(KModel):

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 from kompile.api.compilationjob import CompilationJobSpec
 from kompile.api.hardwaretarget import HardwareTargetSpec
-from kompile.api.result import TERMINATION_LOG
+from kompile.api.result import TERMINATION_LOG, CompilerJob, NamedTarget
 from kompile.config import OperatorConfig
 from kompile.kube import child_name, owner_reference
 from kompile.manifests import COMPILATION_JOB_LABEL, CONTAINER_SECURITY, MANAGED_BY, POD_SECURITY
@@ -32,12 +30,12 @@ def compiler_job(
     meta = cj["metadata"]
     labels = {**MANAGED_BY, COMPILATION_JOB_LABEL: meta["name"]}
     # Everything the compiler needs travels in the pod: it needs no access to the API server.
-    job_input = {
-        "name": meta["name"],
-        "namespace": meta["namespace"],
-        "spec": spec.wire(),
-        "target": {"name": target_name, "spec": target.wire()} if target else None,
-    }
+    job_input = CompilerJob(
+        name=meta["name"],
+        namespace=meta["namespace"],
+        spec=spec,
+        target=NamedTarget(name=target_name, spec=target) if target else None,
+    )
     pod_spec = {
         "restartPolicy": "Never",
         "securityContext": POD_SECURITY,
@@ -48,7 +46,7 @@ def compiler_job(
                 "image": cfg.compiler_image,
                 "imagePullPolicy": cfg.image_pull_policy,
                 "env": [
-                    {"name": "KOMPILE_JOB", "value": json.dumps(job_input, sort_keys=True)},
+                    {"name": "KOMPILE_JOB", "value": job_input.model_dump_json(by_alias=True, exclude_none=True)},
                     *s3_env(cfg.s3_endpoint, cfg.s3_region, spec.credentials_secret_name),
                 ],
                 "resources": container_resources(spec.resources, default=DEFAULT_COMPILER_RESOURCES),

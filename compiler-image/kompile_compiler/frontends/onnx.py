@@ -1,0 +1,109 @@
+"""ONNX through TVM Relax's ONNX importer; onnxruntime is the reference."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from kompile.api import DataInputConfig
+from kompile.api.common import DataType, TensorSpec
+from kompile_compiler.frontends import Imported
+from kompile_compiler.report import CompileError
+
+DATATYPES = {
+    np.dtype("float32"): DataType.FP32,
+    np.dtype("float16"): DataType.FP16,
+    np.dtype("float64"): DataType.FP64,
+    np.dtype("int64"): DataType.INT64,
+    np.dtype("int32"): DataType.INT32,
+    np.dtype("int8"): DataType.INT8,
+    np.dtype("uint8"): DataType.UINT8,
+    np.dtype("bool"): DataType.BOOL,
+}
+
+
+def datatype(dtype: np.dtype) -> DataType:
+    try:
+        return DATATYPES[np.dtype(dtype)]
+    except KeyError:
+        raise CompileError("UnsupportedDataType", f"tensors of type {dtype} are not supported") from None
+
+
+def model_inputs(model: onnx.ModelProto) -> list[tuple[str, list[int | str], np.dtype]]:
+    """The graph's real inputs (old exporters list weights as inputs too), dynamic dims as names."""
+    weights = {init.name for init in model.graph.initializer}
+    out = []
+    for value in model.graph.input:
+        if value.name in weights:
+            continue
+        tensor = value.type.tensor_type
+        dims = [
+            d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else (d.dim_param or "?")
+            for d in tensor.shape.dim
+        ]
+        out.append((value.name, dims, np.dtype(helper.tensor_dtype_to_np_dtype(tensor.elem_type))))
+    return out
+
+
+def check_inputs(model_side: list[tuple[str, list, np.dtype]], declared: DataInputConfig) -> None:
+    """dataInputConfig must name the model's inputs, with shapes the model admits."""
+    names = [name for name, _, _ in model_side]
+    for name in declared.inputs:
+        if name not in names:
+            raise CompileError(
+                "UnknownInput", f"dataInputConfig names input '{name}', but the model's inputs are {names}"
+            )
+    for name, dims, _ in model_side:
+        if name not in declared.inputs:
+            raise CompileError(
+                "MissingInput", f"the model's input '{name}' {_show(dims)} has no shape in dataInputConfig"
+            )
+        given = list(declared.inputs[name])
+        fits = len(given) == len(dims) and all(isinstance(m, str) or m == g for m, g in zip(dims, given, strict=True))
+        if not fits:
+            raise CompileError(
+                "InputShapeMismatch",
+                f"input '{name}' is {_show(dims)} in the model, dataInputConfig gives {_show(given)}",
+            )
+
+
+def _show(dims: list) -> str:
+    return "[" + ",".join(str(d) for d in dims) + "]"
+
+
+def load(path: Path, inputs: DataInputConfig, threads: int) -> Imported:
+    try:
+        model = onnx.load(str(path))
+        onnx.checker.check_model(model)
+    except Exception as err:  # noqa: BLE001 - onnx raises several kinds for a bad file
+        raise CompileError("InvalidModel", f"{path.name} is not a valid ONNX model: {err}") from None
+    model_side = model_inputs(model)
+    check_inputs(model_side, inputs)
+
+    from tvm.relax.frontend.onnx import from_onnx
+
+    shapes = {name: list(inputs.inputs[name]) for name, _, _ in model_side}
+    dtypes = {name: str(dtype) for name, _, dtype in model_side}
+    try:
+        mod = from_onnx(model, shape_dict=shapes, dtype_dict=dtypes, keep_params_in_input=False)
+    except Exception as err:  # noqa: BLE001 - the importer raises whatever an unsupported op hits
+        raise CompileError(
+            "UnsupportedOperator", f"TVM could not import the model: {str(err).splitlines()[0]}"
+        ) from None
+
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.log_severity_level = 3  # old exporters' unused initializers make it warn at length
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return Imported(
+        mod=mod,
+        inputs=[TensorSpec(name=n, shape=list(inputs.inputs[n]), datatype=datatype(t)) for n, _, t in model_side],
+        reference=lambda feed: session.run(None, feed),
+        reference_name=f"onnxruntime {ort.__version__}",
+        output_names=[o.name for o in model.graph.output],
+    )

@@ -1,0 +1,197 @@
+"""One compile: fetch, import, compile with TVM, export, check parity and latency, package."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from kompile.api import DataInputConfigError, Framework, Precision, parse_data_input_config
+from kompile.api.common import TensorSpec
+from kompile.api.compilationjob import Artifact
+from kompile.api.compiledmodel import Latency
+from kompile.api.result import CompilerJob, CompilerResult
+from kompile.storage import ObjectStore
+from kompile_compiler import frontends, packaging, targets
+from kompile_compiler.frontends.onnx import datatype
+from kompile_compiler.report import CompileError
+from kompile_compiler.source import fetch, locate, sha256_file
+from kompile_compiler.validation import compare, percentiles_ms, sample_inputs
+
+Progress = Callable[[str], None]
+
+
+def stderr_progress(message: str) -> None:
+    print(f"[kompile] {message}", file=sys.stderr, flush=True)
+
+
+@contextmanager
+def step(progress: Progress, what: str):
+    progress(f"{what} ...")
+    start = time.perf_counter()
+    yield
+    progress(f"{what}: {time.perf_counter() - start:.1f} s")
+
+
+def compile_job(
+    job: CompilerJob, workdir: Path, store: ObjectStore | None = None, progress: Progress = stderr_progress
+) -> tuple[CompilerResult, dict]:
+    spec = job.spec
+    return compile_model(
+        model_uri=spec.input_config.s3_uri,
+        framework=spec.input_config.framework,
+        data_input_config=spec.input_config.data_input_config,
+        target=targets.resolve(job.target, spec.output_config.target_platform),
+        precision=spec.output_config.precision,
+        opt_level=spec.output_config.compiler_options.opt_level if spec.output_config.compiler_options else 3,
+        workdir=workdir,
+        upload_to=spec.output_config.s3_output_location,
+        store=store,
+        progress=progress,
+    )
+
+
+def compile_model(
+    *,
+    model_uri: str,
+    framework: Framework,
+    data_input_config,
+    target: targets.CompileTarget,
+    precision: Precision = Precision.FP32,
+    opt_level: int = 3,
+    workdir: Path,
+    output_dir: Path | None = None,
+    upload_to: str | None = None,
+    store: ObjectStore | None = None,
+    progress: Progress = stderr_progress,
+) -> tuple[CompilerResult, dict]:
+    try:
+        declared = parse_data_input_config(data_input_config, framework)
+    except DataInputConfigError as err:
+        raise CompileError(err.reason, str(err)) from None
+    if precision is not Precision.FP32:
+        raise CompileError("UnsupportedPrecision", f"{precision.value} is not supported by this compiler yet; FP32 is")
+    targets.BACKENDS[target.backend].check()
+    threads = int(os.environ.get("TVM_NUM_THREADS") or (target.tvm or {}).get("num-cores") or os.cpu_count() or 1)
+    os.environ["TVM_NUM_THREADS"] = str(threads)  # read by TVM's thread pool when it first runs
+
+    with step(progress, "fetching the model"):
+        if model_uri.startswith("s3://") and store is None:
+            store = ObjectStore()
+        source = fetch(model_uri, workdir, store)
+        source_sha = sha256_file(source)
+        model_file = locate(source, framework, workdir)
+    with step(progress, f"importing {model_file.name} ({framework.value})"):
+        imported = frontends.load(framework, model_file, declared, threads)
+
+    import tvm
+    from tvm import relax
+
+    out = output_dir or workdir / "artifact"
+    out.mkdir(parents=True, exist_ok=True)
+    library = out / packaging.LIBRARY
+    started = time.perf_counter()
+    with step(progress, f"compiling for {target.name} ({target.tvm})"):
+        try:
+            with tvm.transform.PassContext(opt_level=opt_level):
+                executable = tvm.compile(imported.mod, target=tvm.target.Target(target.tvm))
+        except Exception as err:  # noqa: BLE001 - TVM raises its own error kinds for unsupported code
+            raise CompileError("CompilationFailed", f"TVM: {str(err).strip().splitlines()[-1]}") from None
+    with step(progress, f"exporting {library.name}"):
+        _export(executable, library, target)
+    compile_seconds = time.perf_counter() - started
+
+    feed = sample_inputs(imported.inputs)
+    reference = [np.asarray(r) for r in imported.reference(feed)]
+    outputs = [
+        TensorSpec(name=n, shape=list(r.shape), datatype=datatype(r.dtype))
+        for n, r in zip(imported.output_names, reference, strict=True)
+    ]
+    manifest = {
+        "model": {
+            "framework": framework.value,
+            "source": model_uri,
+            "sourceSha256": source_sha,
+            "file": model_file.name,
+        },
+        "inputs": [t.wire() for t in imported.inputs],
+        "outputs": [t.wire() for t in outputs],
+        "target": {"name": target.name, "backend": target.backend.value, "tvm": target.tvm},
+        "precision": precision.value,
+        "compiler": {
+            "tvm": tvm.__version__,
+            "optLevel": opt_level,
+            "compileSeconds": round(compile_seconds, 3),
+            "host": platform.machine(),
+        },
+    }
+    latency = None
+    if (reason := targets.why_not_runnable_here(target)) is None:
+        vm = relax.VirtualMachine(tvm.runtime.load_module(str(library)), tvm.cpu())
+        args = [tvm.runtime.tensor(feed[t.name]) for t in imported.inputs]
+        with step(progress, f"checking outputs against {imported.reference_name}"):
+            parity = compare(
+                imported.output_names, _numpy(vm["main"](*args)), reference, precision, imported.reference_name
+            )
+        with step(progress, f"measuring latency ({threads} threads)"):
+            compiled_ms = percentiles_ms(lambda: vm["main"](*args))
+            reference_ms = percentiles_ms(lambda: imported.reference(feed))
+        latency = Latency(
+            p50_ms=compiled_ms["p50Ms"],
+            p90_ms=compiled_ms["p90Ms"],
+            p99_ms=compiled_ms["p99Ms"],
+            reference_p50_ms=reference_ms["p50Ms"],
+        )
+        manifest["parity"] = parity.wire()
+        manifest["latency"] = {**latency.wire(), "threads": threads}
+        progress(
+            f"max abs error {parity.max_abs_error:.3g}; p50 {compiled_ms['p50Ms']:.2f} ms "
+            f"({imported.reference_name}: {reference_ms['p50Ms']:.2f} ms)"
+        )
+    else:
+        # A cross-compiled artifact cannot run here; the serving pod runs it on its hardware.
+        manifest["parity"] = {"skipped": reason}
+        progress(f"parity check skipped: {reason}")
+
+    artifact = packaging.write_manifest(out, manifest)
+    if upload_to:
+        with step(progress, f"uploading to {upload_to}"):
+            uri = packaging.upload(out, upload_to, store or ObjectStore())
+        artifact = Artifact(uri=uri, sha256=artifact.sha256, size_bytes=artifact.size_bytes)
+    result = CompilerResult(
+        artifact=artifact, precision=precision, inputs=imported.inputs, outputs=outputs, latency=latency
+    )
+    return result, manifest
+
+
+def _export(executable, library: Path, target: targets.CompileTarget) -> None:
+    options = {}
+    if target.arch is not targets.host_arch():
+        from tvm.support import cc
+
+        compiler = f"{targets.TRIPLES[target.arch]}-gcc"
+        if not _which(compiler):
+            raise CompileError("BackendUnavailable", f"exporting for {target.arch.value} needs {compiler}")
+        options["fcompile"] = cc.cross_compiler(compiler)
+    try:
+        executable.export_library(str(library), **options)
+    except Exception as err:  # noqa: BLE001
+        raise CompileError("CompilationFailed", f"exporting the library failed: {str(err).strip()[-500:]}") from None
+
+
+def _which(program: str) -> bool:
+    import shutil
+
+    return shutil.which(program) is not None
+
+
+def _numpy(result) -> list[np.ndarray]:
+    if hasattr(result, "numpy"):
+        return [result.numpy()]
+    return [r.numpy() for r in result]

@@ -1,0 +1,101 @@
+"""The parity gate: the compiled model against the framework's own runtime, same inputs."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from kompile.api import Precision
+from kompile.api.common import DataType, TensorSpec
+from kompile_compiler.report import CompileError
+
+# Allowed |compiled - reference| <= atol + rtol * |reference|, by precision.
+TOLERANCE = {
+    Precision.FP32: (1e-4, 1e-3),
+    Precision.FP16: (1e-2, 1e-2),
+    Precision.BF16: (5e-2, 5e-2),
+    Precision.INT8: (1e-1, 1e-1),
+}
+NUMPY = {
+    DataType.FP32: np.float32,
+    DataType.FP16: np.float16,
+    DataType.FP64: np.float64,
+    DataType.INT64: np.int64,
+    DataType.INT32: np.int32,
+    DataType.INT8: np.int8,
+    DataType.UINT8: np.uint8,
+    DataType.BOOL: np.bool_,
+}
+
+
+def sample_inputs(specs: list[TensorSpec], seed: int = 0) -> dict[str, np.ndarray]:
+    """Random inputs of the declared shapes: normal floats, small non-negative integers (valid ids)."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for spec in specs:
+        dtype = NUMPY[spec.datatype]
+        if np.issubdtype(dtype, np.floating):
+            out[spec.name] = rng.standard_normal(spec.shape).astype(dtype)
+        else:
+            out[spec.name] = rng.integers(0, 2 if dtype is np.bool_ else 8, spec.shape).astype(dtype)
+    return out
+
+
+@dataclass
+class Parity:
+    max_abs_error: float
+    max_rel_error: float
+    atol: float
+    rtol: float
+    reference: str
+
+    def wire(self) -> dict:
+        return {
+            "maxAbsError": self.max_abs_error,
+            "maxRelError": self.max_rel_error,
+            "atol": self.atol,
+            "rtol": self.rtol,
+            "reference": self.reference,
+        }
+
+
+def compare(
+    names: list[str], compiled: list[np.ndarray], reference: list[np.ndarray], precision: Precision, reference_name: str
+) -> Parity:
+    atol, rtol = TOLERANCE[precision]
+    worst_abs = worst_rel = 0.0
+    for name, got, want in zip(names, compiled, reference, strict=True):
+        if got.shape != want.shape:
+            raise CompileError(
+                "AccuracyCheckFailed", f"output '{name}' has shape {list(got.shape)}, the reference {list(want.shape)}"
+            )
+        want = want.astype(np.float64)
+        diff = np.abs(got.astype(np.float64) - want)
+        abs_err = float(diff.max(initial=0.0))
+        rel_err = float((diff / np.maximum(np.abs(want), 1e-12)).max(initial=0.0))
+        worst_abs, worst_rel = max(worst_abs, abs_err), max(worst_rel, rel_err)
+        if not np.all(diff <= atol + rtol * np.abs(want)):
+            raise CompileError(
+                "AccuracyCheckFailed",
+                f"output '{name}' differs from {reference_name} by up to {abs_err:.3g} (relative {rel_err:.3g}); "
+                f"{precision.value} allows {atol:g} + {rtol:g} x |reference|",
+            )
+    return Parity(worst_abs, worst_rel, atol, rtol, reference_name)
+
+
+def percentiles_ms(run: Callable[[], object], repeats: int = 20, warmup: int = 3) -> dict[str, float]:
+    for _ in range(warmup):
+        run()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append((time.perf_counter() - start) * 1000)
+    return {
+        "p50Ms": float(np.percentile(times, 50)),
+        "p90Ms": float(np.percentile(times, 90)),
+        "p99Ms": float(np.percentile(times, 99)),
+    }

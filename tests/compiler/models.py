@@ -1,0 +1,47 @@
+"""Real models for compiler tests: the onnx wheel's model zoo, with weights that mean something.
+
+The zoo's "light" models build every weight with ConstantOfShape (all 0.02), which makes
+their outputs uniform and a parity check on them nearly meaningless. `with_random_weights`
+replaces each such weight by a seeded random tensor of the same shape, scaled by fan-in
+so activations stay in range through deep networks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+LIGHT = Path(onnx.__file__).parent / "backend/test/data/light"
+
+
+def zoo(name: str) -> onnx.ModelProto:
+    return onnx.load(str(LIGHT / f"light_{name}.onnx"))
+
+
+def with_random_weights(model: onnx.ModelProto, seed: int = 0) -> onnx.ModelProto:
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    rng = np.random.default_rng(seed)
+    shapes = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    kept = []
+    for node in model.graph.node:
+        if node.op_type == "ConstantOfShape" and node.input[0] in shapes:
+            shape = [int(d) for d in shapes[node.input[0]]]
+            fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else 0
+            scale = np.sqrt(2.0 / fan_in) if fan_in else 0.1
+            weight = (rng.standard_normal(shape) * scale).astype(np.float32)
+            model.graph.initializer.append(numpy_helper.from_array(weight, node.output[0]))
+            if model.ir_version < 4:  # IR 3 lists every initializer among the graph's inputs too
+                model.graph.input.append(helper.make_tensor_value_info(node.output[0], TensorProto.FLOAT, shape))
+        else:
+            kept.append(node)
+    del model.graph.node[:]
+    model.graph.node.extend(kept)
+    return model
+
+
+def save(model: onnx.ModelProto, path: Path) -> Path:
+    onnx.save(model, str(path))
+    return path

@@ -1,0 +1,303 @@
+"""ONNX models compiled by TVM for this machine's CPU, checked against onnxruntime."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from kompile.api import Framework
+from kompile.api.common import DataType
+from kompile.api.result import CompilerResult, parse_termination_message
+from kompile.storage import S3Location
+from kompile_compiler.pipeline import compile_model
+from kompile_compiler.report import CompileError
+from kompile_compiler.targets import host_target
+from tests.compiler.models import save, with_random_weights, zoo
+
+
+@pytest.fixture(scope="module")
+def squeezenet(tmp_path_factory):
+    return save(with_random_weights(zoo("squeezenet")), tmp_path_factory.mktemp("models") / "squeezenet.onnx")
+
+
+def mlp(path, batch="N"):
+    """A two-layer perceptron with a dynamic batch dimension, built here (compiles in a second)."""
+    rng = np.random.default_rng(1)
+    w1 = helper.make_tensor("w1", TensorProto.FLOAT, [16, 32], rng.standard_normal((16, 32)).astype(np.float32).ravel())
+    w2 = helper.make_tensor("w2", TensorProto.FLOAT, [32, 4], rng.standard_normal((32, 4)).astype(np.float32).ravel())
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["features", "w1"], ["h"]),
+            helper.make_node("Relu", ["h"], ["r"]),
+            helper.make_node("MatMul", ["r", "w2"], ["logits"]),
+        ],
+        "mlp",
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, [batch, 16])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, 4])],
+        initializer=[w1, w2],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    return save(model, path)
+
+
+def test_squeezenet_matches_onnxruntime(squeezenet, tmp_path):
+    out = tmp_path / "artifact"
+    result, manifest = compile_model(
+        model_uri=str(squeezenet),
+        framework=Framework.ONNX,
+        data_input_config={"data_0": [1, 3, 224, 224]},
+        target=host_target(),
+        workdir=tmp_path / "work",
+        output_dir=out,
+    )
+    assert manifest["parity"]["maxAbsError"] <= 1e-4
+    assert manifest["parity"]["reference"].startswith("onnxruntime")
+    assert [o.wire() for o in result.outputs] == [
+        {"name": "softmaxout_1", "shape": [1, 1000, 1, 1], "datatype": "FP32"}
+    ]
+    assert result.inputs[0].datatype is DataType.FP32
+    assert result.latency.p50_ms > 0 and result.latency.reference_p50_ms > 0
+    # The digest pins the manifest, and the manifest pins every file.
+    written = json.loads((out / "manifest.json").read_text())
+    assert result.artifact.sha256 == hashlib.sha256((out / "manifest.json").read_bytes()).hexdigest()
+    assert written["files"] == {"model.so": hashlib.sha256((out / "model.so").read_bytes()).hexdigest()}
+    assert written["model"]["sourceSha256"] == hashlib.sha256(squeezenet.read_bytes()).hexdigest()
+    assert written["compiler"]["tvm"] and written["target"]["tvm"]["kind"] == "llvm"
+
+
+def test_dynamic_batch_is_fixed_by_data_input_config(tmp_path):
+    result, manifest = compile_model(
+        model_uri=str(mlp(tmp_path / "mlp.onnx")),
+        framework=Framework.ONNX,
+        data_input_config={"features": [8, 16]},
+        target=host_target(),
+        workdir=tmp_path / "work",
+    )
+    assert result.outputs[0].shape == [8, 4]
+    assert manifest["parity"]["maxAbsError"] <= 1e-4
+
+
+@pytest.mark.parametrize(
+    "config, reason, detail",
+    [
+        (
+            {"data_0": [1, 3, 256, 256]},
+            "InputShapeMismatch",
+            "input 'data_0' is [1,3,224,224] in the model, dataInputConfig gives [1,3,256,256]",
+        ),
+        (
+            {"data_0": [1, 3, 224]},
+            "InputShapeMismatch",
+            "input 'data_0' is [1,3,224,224] in the model, dataInputConfig gives [1,3,224]",
+        ),
+        (
+            {"data": [1, 3, 224, 224]},
+            "UnknownInput",
+            "dataInputConfig names input 'data', but the model's inputs are ['data_0']",
+        ),
+        ({"data_0": [1, 3, -1, 224]}, "InvalidDataInputConfig", "input 'data_0': dimension 2 is -1"),
+    ],
+)
+def test_input_errors_name_the_input(squeezenet, tmp_path, config, reason, detail):
+    with pytest.raises(CompileError) as err:
+        compile_model(
+            model_uri=str(squeezenet),
+            framework=Framework.ONNX,
+            data_input_config=config,
+            target=host_target(),
+            workdir=tmp_path,
+        )
+    assert err.value.reason == reason
+    assert detail in err.value.detail
+
+
+def test_missing_input(tmp_path):
+    model = onnx.load(str(mlp(tmp_path / "two.onnx")))
+    model.graph.input.append(helper.make_tensor_value_info("mask", TensorProto.FLOAT, [1, 16]))
+    with pytest.raises(CompileError) as err:
+        compile_model(
+            model_uri=str(save(model, tmp_path / "two-inputs.onnx")),
+            framework=Framework.ONNX,
+            data_input_config={"features": [1, 16]},
+            target=host_target(),
+            workdir=tmp_path,
+        )
+    assert (err.value.reason, err.value.detail) == (
+        "MissingInput",
+        "the model's input 'mask' [1,16] has no shape in dataInputConfig",
+    )
+
+
+def test_not_an_onnx_file(tmp_path):
+    bad = tmp_path / "model.onnx"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(CompileError) as err:
+        compile_model(
+            model_uri=str(bad),
+            framework=Framework.ONNX,
+            data_input_config={"x": [1]},
+            target=host_target(),
+            workdir=tmp_path,
+        )
+    assert err.value.reason == "InvalidModel"
+
+
+def _tar(path, entries):
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data, kind in entries:
+            info = tarfile.TarInfo(name)
+            if kind == "sym":
+                info.type, info.linkname = tarfile.SYMTYPE, data
+                tar.addfile(info)
+            elif kind == "dev":
+                info.type = tarfile.CHRTYPE
+                tar.addfile(info)
+            else:
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    "entries, reason, fragment",
+    [
+        ([("../evil.onnx", b"x", "file")], "InvalidModelArchive", "points outside the archive"),
+        ([("/etc/evil.onnx", b"x", "file")], "InvalidModelArchive", "points outside the archive"),
+        ([("model.onnx", "../../etc/passwd", "sym")], "InvalidModelArchive", "leaves the archive"),
+        ([("null", "", "dev")], "InvalidModelArchive", "is not a file or folder"),
+        ([("a.onnx", b"x", "file"), ("b/c.onnx", b"y", "file")], "AmbiguousModel", "a.onnx, b/c.onnx"),
+        ([("README.md", b"hi", "file")], "ModelNotFound", "no ONNX model file (*.onnx) in the archive"),
+    ],
+)
+def test_archives_are_unpacked_safely(tmp_path, entries, reason, fragment):
+    archive = _tar(tmp_path / "model.tar.gz", entries)
+    with pytest.raises(CompileError) as err:
+        compile_model(
+            model_uri=str(archive),
+            framework=Framework.ONNX,
+            data_input_config={"x": [1]},
+            target=host_target(),
+            workdir=tmp_path / "work",
+        )
+    assert err.value.reason == reason and fragment in err.value.detail
+    assert not (tmp_path / "evil.onnx").exists()
+
+
+def test_unsupported_precision_and_framework_say_so(squeezenet, tmp_path):
+    from kompile.api import Precision
+
+    with pytest.raises(CompileError) as err:
+        compile_model(
+            model_uri=str(squeezenet),
+            framework=Framework.ONNX,
+            data_input_config={"data_0": [1, 3, 224, 224]},
+            target=host_target(),
+            precision=Precision.BF16,
+            workdir=tmp_path,
+        )
+    assert err.value.reason == "UnsupportedPrecision"
+    with pytest.raises(CompileError) as err:
+        compile_model(
+            model_uri=str(squeezenet),
+            framework=Framework.MXNET,
+            data_input_config={"data": [1, 3]},
+            target=host_target(),
+            workdir=tmp_path,
+        )
+    assert err.value.reason == "UnsupportedFramework"
+
+
+def _job(model_uri: str, output: str, **target) -> str:
+    return json.dumps(
+        {
+            "name": "squeezenet",
+            "namespace": "ml",
+            "spec": {
+                "inputConfig": {
+                    "s3Uri": model_uri,
+                    "framework": "ONNX",
+                    "dataInputConfig": {"data_0": [1, 3, 224, 224]},
+                },
+                "outputConfig": {"s3OutputLocation": output, **target},
+            },
+        }
+    )
+
+
+def _pod(job: str, env: dict, tmp_path) -> tuple[subprocess.CompletedProcess, str]:
+    """`python -m kompile_compiler` as the pod runs it, its termination log in tmp_path."""
+    log = tmp_path / "termination-log"
+    run = subprocess.run(
+        [sys.executable, "-m", "kompile_compiler"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, **env, "KOMPILE_JOB": job, "KOMPILE_TERMINATION_LOG": str(log)},
+    )
+    return run, log.read_text() if log.exists() else ""
+
+
+def test_pod_compiles_a_neo_archive_from_s3(s3, squeezenet, tmp_path):
+    store, env = s3
+    # Packaged as Neo asks: the model file inside model.tar.gz.
+    archive = tmp_path / "model.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(squeezenet, arcname="squeezenet/model.onnx")
+    store.upload(archive, S3Location("kompile-models", "squeezenet/model.tar.gz"))
+    inline = {"targetPlatform": {"arch": "x86_64" if os.uname().machine == "x86_64" else "arm64"}}
+    run, message = _pod(
+        _job("s3://kompile-models/squeezenet/model.tar.gz", "s3://kompile-artifacts/sq/", **inline), env, tmp_path
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = parse_termination_message(message)
+    assert isinstance(result, CompilerResult)
+    assert result.artifact.uri == "s3://kompile-artifacts/sq/"
+    manifest = store.client.get_object("kompile-artifacts", "sq/manifest.json").read()
+    assert hashlib.sha256(manifest).hexdigest() == result.artifact.sha256
+    library = store.client.get_object("kompile-artifacts", "sq/model.so").read()
+    assert json.loads(manifest)["files"]["model.so"] == hashlib.sha256(library).hexdigest()
+    assert "compiling for" in run.stderr  # progress for the pod's log
+
+
+def test_pod_failures_reach_the_termination_log(s3, tmp_path):
+    _, env = s3
+    run, message = _pod(
+        _job("s3://kompile-models/absent/model.onnx", "s3://kompile-artifacts/x/", targetPlatform={"arch": "x86_64"}),
+        env,
+        tmp_path,
+    )
+    assert run.returncode == 2
+    assert message.startswith("ModelNotFound: cannot read s3://kompile-models/absent/model.onnx: NoSuchKey")
+    wrong = {**env, "AWS_SECRET_ACCESS_KEY": "not-the-secret"}
+    run, message = _pod(
+        _job(
+            "s3://kompile-models/squeezenet/model.tar.gz",
+            "s3://kompile-artifacts/x/",
+            targetPlatform={"arch": "x86_64"},
+        ),
+        wrong,
+        tmp_path,
+    )
+    assert run.returncode == 2 and message.startswith("StorageAccessDenied: cannot read s3://kompile-models/")
+    run, message = _pod(
+        _job(
+            "s3://kompile-models/x.onnx",
+            "s3://kompile-artifacts/x/",
+            targetPlatform={"arch": "x86_64", "accelerator": "neuron"},
+        ),
+        env,
+        tmp_path,
+    )
+    assert message.startswith("BackendUnavailable: the neuron backend needs neuronx-cc")
+    run, message = _pod("{not json", env, tmp_path)
+    assert run.returncode == 2 and message.startswith("InvalidJob:")

@@ -1,0 +1,47 @@
+"""The parity gate and the can-it-run-here check, on their own."""
+
+import numpy as np
+import pytest
+
+from kompile.api import Precision
+from kompile.api.hardwaretarget import HardwareTargetSpec
+from kompile_compiler.report import CompileError
+from kompile_compiler.targets import from_hardware_target, host_cpu_flags, host_target, why_not_runnable_here
+from kompile_compiler.validation import compare
+
+
+def test_parity_gate_fails_with_the_numbers():
+    reference = [np.linspace(-1, 1, 100, dtype=np.float32).reshape(10, 10)]
+    close = [reference[0] + 1e-6]
+    assert compare(["y"], close, reference, Precision.FP32, "onnxruntime").max_abs_error < 1e-5
+    off = [reference[0].copy()]
+    off[0][3, 3] += 0.25
+    with pytest.raises(CompileError) as err:
+        compare(["y"], off, reference, Precision.FP32, "onnxruntime")
+    assert err.value.reason == "AccuracyCheckFailed"
+    assert "output 'y' differs from onnxruntime by up to 0.25" in err.value.detail
+    with pytest.raises(CompileError, match="has shape"):
+        compare(["y"], [reference[0][:5]], reference, Precision.FP32, "onnxruntime")
+
+
+def cpu_target(mcpu: str, arch: str = "x86_64", triple: str = "x86_64-linux-gnu"):
+    spec = HardwareTargetSpec.model_validate(
+        {"platform": {"arch": arch}, "tvm": {"kind": "llvm", "mcpu": mcpu, "mtriple": triple}}
+    )
+    return from_hardware_target(mcpu, spec)
+
+
+def test_this_machine_runs_its_own_code():
+    assert why_not_runnable_here(host_target()) is None
+
+
+def test_avx512_code_runs_only_where_the_cpu_has_it():
+    reason = why_not_runnable_here(cpu_target("skylake-avx512"))
+    if "avx512f" in host_cpu_flags():
+        assert reason is None
+    else:
+        assert reason is not None and "avx512f" in reason
+
+
+def test_other_architectures_never_run_here():
+    assert "arm64" in why_not_runnable_here(cpu_target("neoverse-v1", "arm64", "aarch64-linux-gnu"))
