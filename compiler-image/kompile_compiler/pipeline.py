@@ -149,7 +149,7 @@ def compile_model(
             reference_p50_ms=reference_ms["p50Ms"],
         )
         manifest["parity"] = parity.wire()
-        manifest["latency"] = {**latency.wire(), "threads": threads}
+        manifest["latency"] = {**latency.wire(), "threads": threads, "samples": compiled_ms["samples"]}
         progress(
             f"max abs error {parity.max_abs_error:.3g}; p50 {compiled_ms['p50Ms']:.2f} ms "
             f"({imported.reference_name}: {reference_ms['p50Ms']:.2f} ms)"

@@ -86,11 +86,16 @@ def compare(
     return Parity(worst_abs, worst_rel, atol, rtol, reference_name)
 
 
-def percentiles_ms(run: Callable[[], object], repeats: int = 20, warmup: int = 3) -> dict[str, float]:
+def percentiles_ms(
+    run: Callable[[], object], repeats: int = 20, warmup: int = 2, budget_s: float = 10.0
+) -> dict[str, float]:
+    """Latency percentiles over `repeats` calls, or fewer (at least 3) once `budget_s` is spent:
+    a slow model must not hold the compile pod for minutes to be timed."""
     for _ in range(warmup):
         run()
-    times = []
-    for _ in range(repeats):
+    times: list[float] = []
+    deadline = time.perf_counter() + budget_s
+    while len(times) < repeats and (len(times) < 3 or time.perf_counter() < deadline):
         start = time.perf_counter()
         run()
         times.append((time.perf_counter() - start) * 1000)
@@ -98,4 +103,5 @@ def percentiles_ms(run: Callable[[], object], repeats: int = 20, warmup: int = 3
         "p50Ms": float(np.percentile(times, 50)),
         "p90Ms": float(np.percentile(times, 90)),
         "p99Ms": float(np.percentile(times, 99)),
+        "samples": len(times),
     }

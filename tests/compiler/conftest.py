@@ -13,10 +13,9 @@ import uuid
 
 import pytest
 
-if os.environ.get("KOMPILE_REQUIRE_COMPILER") == "1":
-    import tvm  # noqa: F401  (hack/test installs the extra: a missing TVM is a failure there)
-else:
-    pytest.importorskip("tvm", reason="the compiler extra is not installed: pip install -e '.[compiler]'")
+from tests.compiler.deps import need
+
+need("tvm")
 
 ACCESS_KEY, SECRET_KEY = "kompile", "kompile-local-secret"
 

@@ -22,11 +22,20 @@ class Imported:
     output_names: list[str]
 
 
+def show(dims) -> str:
+    """A shape as error messages print it: [1,3,224,224]."""
+    return "[" + ",".join(str(d) for d in dims) + "]"
+
+
 def load(framework: Framework, path: Path, inputs: DataInputConfig, threads: int) -> Imported:
     if framework is Framework.ONNX:
         from kompile_compiler.frontends import onnx
 
         return onnx.load(path, inputs, threads)
+    if framework is Framework.PYTORCH:
+        from kompile_compiler.frontends import pytorch
+
+        return pytorch.load(path, inputs, threads)
     raise CompileError(
-        "UnsupportedFramework", f"{framework.value} models are not supported by this compiler yet; ONNX is"
+        "UnsupportedFramework", f"{framework.value} models are not supported by this compiler yet; ONNX and PYTORCH are"
     )

@@ -10,7 +10,7 @@ from onnx import helper
 
 from kompile.api import DataInputConfig
 from kompile.api.common import DataType, TensorSpec
-from kompile_compiler.frontends import Imported
+from kompile_compiler.frontends import Imported, show
 from kompile_compiler.report import CompileError
 
 DATATYPES = {
@@ -59,19 +59,15 @@ def check_inputs(model_side: list[tuple[str, list, np.dtype]], declared: DataInp
     for name, dims, _ in model_side:
         if name not in declared.inputs:
             raise CompileError(
-                "MissingInput", f"the model's input '{name}' {_show(dims)} has no shape in dataInputConfig"
+                "MissingInput", f"the model's input '{name}' {show(dims)} has no shape in dataInputConfig"
             )
         given = list(declared.inputs[name])
         fits = len(given) == len(dims) and all(isinstance(m, str) or m == g for m, g in zip(dims, given, strict=True))
         if not fits:
             raise CompileError(
                 "InputShapeMismatch",
-                f"input '{name}' is {_show(dims)} in the model, dataInputConfig gives {_show(given)}",
+                f"input '{name}' is {show(dims)} in the model, dataInputConfig gives {show(given)}",
             )
-
-
-def _show(dims: list) -> str:
-    return "[" + ",".join(str(d) for d in dims) + "]"
 
 
 def load(path: Path, inputs: DataInputConfig, threads: int) -> Imported:
