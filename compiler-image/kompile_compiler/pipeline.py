@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -176,19 +177,13 @@ def _export(executable, library: Path, target: targets.CompileTarget) -> None:
         from tvm.support import cc
 
         compiler = f"{targets.TRIPLES[target.arch]}-gcc"
-        if not _which(compiler):
+        if shutil.which(compiler) is None:
             raise CompileError("BackendUnavailable", f"exporting for {target.arch.value} needs {compiler}")
         options["fcompile"] = cc.cross_compiler(compiler)
     try:
         executable.export_library(str(library), **options)
     except Exception as err:  # noqa: BLE001
         raise CompileError("CompilationFailed", f"exporting the library failed: {str(err).strip()[-500:]}") from None
-
-
-def _which(program: str) -> bool:
-    import shutil
-
-    return shutil.which(program) is not None
 
 
 def _numpy(result) -> list[np.ndarray]:

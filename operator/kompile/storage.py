@@ -83,12 +83,3 @@ class ObjectStore:
             self.client.fput_object(loc.bucket, loc.key, str(path), content_type=content_type)
         except S3Error as err:
             raise StorageError(f"cannot write {loc}: {err.code}: {err.message}", err.code) from None
-
-    def exists(self, loc: S3Location) -> bool:
-        try:
-            self.client.stat_object(loc.bucket, loc.key)
-            return True
-        except S3Error as err:
-            if err.code in NOT_FOUND:
-                return False
-            raise StorageError(f"cannot read {loc}: {err.code}: {err.message}", err.code) from None
