@@ -7,7 +7,7 @@ import pytest
 
 from tests.conftest import ROOT
 
-SOURCES = ["operator", "compiler-image", "runtime-image", "tests"]
+SOURCES = ["operator", "compiler-image", "runtime-image", "tests", "bench"]
 
 
 @pytest.mark.parametrize("command", [["check"], ["format", "--check"]], ids=["lint", "format"])
