@@ -215,6 +215,7 @@ def test_unsupported_precision_and_framework_say_so(squeezenet, tmp_path):
             workdir=tmp_path,
         )
     assert err.value.reason == "UnsupportedFramework"
+    assert err.value.detail.startswith("MXNET: not supported: MXNet is retired")
 
 
 def _job(model_uri: str, output: str, **target) -> str:

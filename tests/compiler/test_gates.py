@@ -45,3 +45,11 @@ def test_avx512_code_runs_only_where_the_cpu_has_it():
 
 def test_other_architectures_never_run_here():
     assert "arm64" in why_not_runnable_here(cpu_target("neoverse-v1", "arm64", "aarch64-linux-gnu"))
+
+
+def test_every_framework_is_compiled_or_refused_with_a_reason():
+    from kompile.api import Framework
+    from kompile_compiler.frontends import NOT_YET
+
+    assert set(NOT_YET) | {Framework.ONNX, Framework.PYTORCH} == set(Framework)
+    assert all("ONNX" in why for why in NOT_YET.values() if "treelite" not in why)

@@ -36,6 +36,19 @@ def load(framework: Framework, path: Path, inputs: DataInputConfig, threads: int
         from kompile_compiler.frontends import pytorch
 
         return pytorch.load(path, inputs, threads)
-    raise CompileError(
-        "UnsupportedFramework", f"{framework.value} models are not supported by this compiler yet; ONNX and PYTORCH are"
-    )
+    raise CompileError("UnsupportedFramework", f"{framework.value}: {NOT_YET[framework]}")
+
+
+# Why each remaining framework is refused, in the words the user will read in failureReason.
+NOT_YET = {
+    Framework.TENSORFLOW: "not supported yet: it needs a TensorFlow-to-ONNX converter (tf2onnx) and TensorFlow "
+    "itself in the compiler image; convert the model to ONNX (python -m tf2onnx.convert) and compile that",
+    Framework.KERAS: "not supported yet: it needs TensorFlow in the compiler image; convert the model to ONNX "
+    "(tf2onnx) and compile that",
+    Framework.TFLITE: "not supported yet: convert the model to ONNX (python -m tf2onnx.convert --tflite) and "
+    "compile that",
+    Framework.XGBOOST: "not supported yet: tree models will compile through treelite; until then serve the "
+    "booster unchanged",
+    Framework.MXNET: "not supported: MXNet is retired (Apache Attic, 2023) and no maintained converter installs; "
+    "export the model to ONNX (mxnet.onnx.export_model) and compile that",
+}
