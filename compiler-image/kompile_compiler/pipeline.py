@@ -27,6 +27,11 @@ from kompile_compiler.validation import compare, percentiles_ms, sample_inputs
 
 Progress = Callable[[str], None]
 
+UNSUPPORTED_PRECISION = {
+    Precision.BF16: "not supported yet: TVM's mixed-precision pass produces float16 only; use FP16 or FP32",
+    Precision.INT8: "not supported yet: INT8 will come from QDQ-quantized ONNX models; use FP32 or FP16",
+}
+
 
 def stderr_progress(message: str) -> None:
     print(f"[kompile] {message}", file=sys.stderr, flush=True)
@@ -76,8 +81,8 @@ def compile_model(
         declared = parse_data_input_config(data_input_config, framework)
     except DataInputConfigError as err:
         raise CompileError(err.reason, str(err)) from None
-    if precision is not Precision.FP32:
-        raise CompileError("UnsupportedPrecision", f"{precision.value} is not supported by this compiler yet; FP32 is")
+    if precision in UNSUPPORTED_PRECISION:
+        raise CompileError("UnsupportedPrecision", f"{precision.value}: {UNSUPPORTED_PRECISION[precision]}")
     targets.BACKENDS[target.backend].check()
     threads = int(os.environ.get("TVM_NUM_THREADS") or (target.tvm or {}).get("num-cores") or os.cpu_count() or 1)
     os.environ["TVM_NUM_THREADS"] = str(threads)  # read by TVM's thread pool when it first runs
@@ -100,8 +105,12 @@ def compile_model(
     started = time.perf_counter()
     with step(progress, f"compiling for {target.name} ({target.tvm})"):
         try:
+            mod = imported.mod
+            if precision is Precision.FP16:
+                # Neuron's auto-cast idea: compute in float16, keep float32 at the model's edges.
+                mod = relax.transform.ToMixedPrecision(out_dtype="float32")(mod)
             with tvm.transform.PassContext(opt_level=opt_level):
-                executable = tvm.compile(imported.mod, target=tvm.target.Target(target.tvm))
+                executable = tvm.compile(mod, target=tvm.target.Target(target.tvm))
         except Exception as err:  # noqa: BLE001 - TVM raises its own error kinds for unsupported code
             raise CompileError("CompilationFailed", f"TVM: {str(err).strip().splitlines()[-1]}") from None
     with step(progress, f"exporting {library.name}"):
