@@ -2,6 +2,8 @@
 
     kompile validate FILE|DIR ...   check Kompile objects in YAML with the operator's own rules
     kompile compile MODEL ...       compile a model here, with the compiler pods' own pipeline
+    kompile run DIR [--input NAME=FILE.npy]   verify an artifact's digests, run it once
+    kompile bench DIR               verify, then time it on random inputs
 
 `validate` catches before `kubectl apply` what the API server's schema cannot, such as
 dataInputConfig rules, so a GitOps repository can check its manifests in CI.
@@ -122,6 +124,54 @@ def cmd_compile(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_artifact(args: argparse.Namespace):
+    from kompile_runtime.artifact import ArtifactError, load
+
+    try:
+        return load(Path(args.artifact), args.sha256)
+    except ArtifactError as err:
+        print(f"{err.reason}: {err.detail}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _feed(model, given: list[tuple[str | None, str]] | None = None) -> dict:
+    import numpy as np
+
+    from kompile_compiler.validation import sample_inputs
+
+    feed = sample_inputs(model.inputs)
+    for name, path in given or []:
+        feed[name] = np.load(path)
+    return feed
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from kompile_runtime.artifact import InvalidInput
+
+    model = _load_artifact(args)
+    try:
+        outputs = model(_feed(model, [tuple(i.split("=", 1)) for i in args.input]))
+    except InvalidInput as err:
+        print(f"InvalidInput: {err}", file=sys.stderr)
+        return 2
+    for spec, value in zip(model.outputs, outputs, strict=True):
+        print(
+            f"{spec.name} {list(value.shape)} {value.dtype}: min {value.min():.6g} max {value.max():.6g} "
+            f"mean {value.mean():.6g}"
+        )
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from kompile_compiler.validation import percentiles_ms
+
+    model = _load_artifact(args)
+    feed = _feed(model)
+    figures = percentiles_ms(lambda: model(feed), repeats=args.repeats, budget_s=args.budget)
+    print(" ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in figures.items()))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kompile", description="Compile ML models for their hardware.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -148,6 +198,22 @@ def main(argv: list[str] | None = None) -> int:
     comp.add_argument("-o", "--output", required=True, help="the artifact folder to write")
     comp.add_argument("--upload", metavar="S3_PREFIX", help="also upload the artifact there (manifest last)")
     comp.set_defaults(func=cmd_compile)
+    for name, func, text in (("run", cmd_run, "run an artifact once"), ("bench", cmd_bench, "time an artifact")):
+        p = sub.add_parser(name, help=f"verify an artifact folder's digests, then {text}")
+        p.add_argument("artifact", help="the folder kompile compile wrote")
+        p.add_argument("--sha256", help="the digest the artifact must have (a CompiledModel's)")
+        p.set_defaults(func=func)
+        if name == "run":
+            p.add_argument(
+                "--input",
+                action="append",
+                default=[],
+                metavar="NAME=FILE.npy",
+                help="an input from a .npy file (others are random)",
+            )
+        else:
+            p.add_argument("--repeats", type=int, default=50)
+            p.add_argument("--budget", type=float, default=30.0, help="stop timing after this many seconds")
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -1,0 +1,127 @@
+"""A compiled artifact, verified before it is loaded: the manifest against the expected
+digest, every file against the manifest. A mismatch refuses to load; it never serves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from kompile.api.common import TensorSpec
+from kompile.storage import ObjectStore, S3Location, StorageError
+
+MANIFEST = "manifest.json"
+NUMPY = {
+    "FP32": np.float32,
+    "FP16": np.float16,
+    "FP64": np.float64,
+    "INT64": np.int64,
+    "INT32": np.int32,
+    "INT8": np.int8,
+    "UINT8": np.uint8,
+    "BOOL": np.bool_,
+}
+
+
+class ArtifactError(Exception):
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason, self.detail = reason, detail
+
+
+class InvalidInput(ValueError):
+    """A request's tensors do not fit the model; the message names the input (an HTTP 400)."""
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def verify(folder: Path, expected_sha256: str | None = None) -> dict:
+    """The manifest, once it and every file it lists match their digests."""
+    try:
+        raw = (folder / MANIFEST).read_bytes()
+    except OSError:
+        raise ArtifactError("ArtifactIncomplete", f"{folder} has no {MANIFEST}") from None
+    if expected_sha256 and _sha256(raw) != expected_sha256:
+        raise ArtifactError(
+            "DigestMismatch", f"{MANIFEST} has sha256 {_sha256(raw)}, the CompiledModel expects {expected_sha256}"
+        )
+    manifest = json.loads(raw)
+    for name, digest in manifest.get("files", {}).items():
+        path = folder / name
+        if not path.is_file():
+            raise ArtifactError("ArtifactIncomplete", f"{name} is listed in the manifest but missing")
+        if _sha256(path.read_bytes()) != digest:
+            raise ArtifactError("DigestMismatch", f"{name} does not match the sha256 its manifest lists")
+    return manifest
+
+
+def fetch(uri: str, folder: Path, store: ObjectStore | None = None) -> Path:
+    """Download an artifact: the manifest first, then exactly the files it lists."""
+    store = store or ObjectStore()
+    base = S3Location.parse(uri if uri.endswith("/") else uri + "/")
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        store.download(base.child(MANIFEST), folder / MANIFEST)
+        for name in json.loads((folder / MANIFEST).read_text()).get("files", {}):
+            if "/" in name or name.startswith("."):
+                raise ArtifactError("ArtifactInvalid", f"the manifest lists an unsafe file name {name!r}")
+            store.download(base.child(name), folder / name)
+    except StorageError as err:
+        raise ArtifactError("ArtifactUnavailable", str(err)) from None
+    return folder
+
+
+@dataclass
+class LoadedModel:
+    manifest: dict
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    _run: Callable[..., object]
+
+    def check(self, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """The inputs in the model's order, or InvalidInput naming what is wrong."""
+        unknown = sorted(set(feed) - {i.name for i in self.inputs})
+        if unknown:
+            raise InvalidInput(f"unknown input {unknown[0]!r}; the model's inputs are {[i.name for i in self.inputs]}")
+        ordered = []
+        for spec in self.inputs:
+            if spec.name not in feed:
+                raise InvalidInput(f"input {spec.name!r} is missing")
+            value = np.asarray(feed[spec.name])
+            if list(value.shape) != spec.shape:
+                raise InvalidInput(f"input {spec.name!r} has shape {list(value.shape)}, the model takes {spec.shape}")
+            want = NUMPY[spec.datatype.value]
+            if value.dtype != want:
+                raise InvalidInput(f"input {spec.name!r} is {value.dtype}, the model takes {spec.datatype.value}")
+            ordered.append(value)
+        return ordered
+
+    def __call__(self, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return self._run(*self.check(feed))
+
+
+def load(folder: Path, expected_sha256: str | None = None) -> LoadedModel:
+    manifest = verify(folder, expected_sha256)
+    import tvm
+    from tvm import relax
+
+    vm = relax.VirtualMachine(tvm.runtime.load_module(str(folder / "model.so")), tvm.cpu())
+    main = vm["main"]
+
+    def run(*arrays: np.ndarray) -> list[np.ndarray]:
+        result = main(*[tvm.runtime.tensor(a) for a in arrays])
+        return [result.numpy()] if hasattr(result, "numpy") else [r.numpy() for r in result]
+
+    return LoadedModel(
+        manifest=manifest,
+        inputs=[TensorSpec.model_validate(t) for t in manifest["inputs"]],
+        outputs=[TensorSpec.model_validate(t) for t in manifest["outputs"]],
+        _run=run,
+    )
