@@ -215,7 +215,7 @@ def test_inline_platform_needs_no_target(cluster, namespace, operator):
 def test_examples_show_phases_in_kubectl_get(cluster, namespace, operator):
     # The namespace goes at the module's end; the catalog (cluster-wide) stays, as a user's would.
     kubectl("apply", "-n", namespace, "-f", str(ROOT / "examples"))
-    names = ["squeezenet-avx512", "resnet18-arm64", "mobilenet-tf-bf16"]
+    names = ["squeezenet-avx512", "resnet18-arm64", "resnet50-fp16"]
     for name in names:
         wait_phase(cluster, name, namespace, "Starting")
     out = kubectl("get", "compilationjobs", "-n", namespace).stdout
