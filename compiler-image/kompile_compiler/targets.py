@@ -43,7 +43,7 @@ def resolve(target: NamedTarget | None, inline: TargetPlatform | None) -> Compil
     if target is not None:
         return from_hardware_target(target.name, target.spec)
     assert inline is not None
-    name = "-".join(p for p in ("linux", inline.arch.value, inline.accelerator and inline.accelerator.value) if p)
+    name = inline.name
     if inline.accelerator is Accelerator.NEURON:
         return CompileTarget(name, Backend.NEURON, None)
     if inline.accelerator is Accelerator.NVIDIA:

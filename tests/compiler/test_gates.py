@@ -53,3 +53,11 @@ def test_every_framework_is_compiled_or_refused_with_a_reason():
 
     assert set(NOT_YET) | {Framework.ONNX, Framework.PYTORCH} == set(Framework)
     assert all("ONNX" in why for why in NOT_YET.values() if "treelite" not in why)
+
+
+def test_the_compiler_names_an_inline_platform_as_the_operator_does():
+    from kompile.api.hardwaretarget import TargetPlatform
+    from kompile_compiler.targets import resolve
+
+    platform = TargetPlatform(arch="x86_64")
+    assert resolve(None, platform).name == platform.name == "linux-x86-64"

@@ -103,3 +103,10 @@ def test_quantities(quantity):
 def test_bad_quantity():
     with pytest.raises(ValidationError):
         InferenceEndpointSpec.model_validate({"compiledModelName": "m", "resources": {"requests": {"cpu": "lots"}}})
+
+
+def test_inline_platforms_have_one_dns_safe_name():
+    from kompile.api.hardwaretarget import TargetPlatform
+
+    assert TargetPlatform(arch="x86_64").name == "linux-x86-64"
+    assert TargetPlatform(arch="arm64", accelerator="nvidia").name == "linux-arm64-nvidia"

@@ -47,6 +47,13 @@ class TargetPlatform(KModel):
     arch: Arch
     accelerator: Accelerator | None = None
 
+    @property
+    def name(self) -> str:
+        """A DNS-safe name for the platform, e.g. linux-x86-64, linux-arm64-nvidia: what a
+        CompiledModel of an inline-platform job names as its target."""
+        accelerator = self.accelerator.value if self.accelerator else None
+        return "-".join(p for p in (self.os, self.arch.value.replace("_", "-"), accelerator) if p)
+
 
 class TvmHost(KModel):
     """The host (CPU) side of a device target."""

@@ -183,16 +183,7 @@ def _publish_model(cj: dict, spec: CompilationJobSpec, result: CompilerResult, k
     """Create or update the CompiledModel. Not owned by the job: it outlives it."""
     meta = cj["metadata"]
     name = spec.output_config.compiled_model_name or meta["name"]
-    platform = spec.output_config.target_platform
-    target = spec.output_config.target_device or "-".join(
-        p
-        for p in (
-            platform.os,
-            platform.arch.value.replace("_", "-"),
-            platform.accelerator and platform.accelerator.value,
-        )
-        if p
-    )
+    target = spec.output_config.target_device or spec.output_config.target_platform.name
     model_spec = {
         "artifact": {
             "uri": result.artifact.uri,
