@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from kompile.api import Precision
-from kompile.api.common import DataType, TensorSpec
+from kompile.api.common import TensorSpec
 from kompile_compiler.report import CompileError
 
 # Allowed |compiled - reference| <= atol + rtol * |reference|, by precision.
@@ -19,16 +19,6 @@ TOLERANCE = {
     Precision.BF16: (5e-2, 5e-2),
     Precision.INT8: (1e-1, 1e-1),
 }
-NUMPY = {
-    DataType.FP32: np.float32,
-    DataType.FP16: np.float16,
-    DataType.FP64: np.float64,
-    DataType.INT64: np.int64,
-    DataType.INT32: np.int32,
-    DataType.INT8: np.int8,
-    DataType.UINT8: np.uint8,
-    DataType.BOOL: np.bool_,
-}
 
 
 def sample_inputs(specs: list[TensorSpec], seed: int = 0) -> dict[str, np.ndarray]:
@@ -36,11 +26,11 @@ def sample_inputs(specs: list[TensorSpec], seed: int = 0) -> dict[str, np.ndarra
     rng = np.random.default_rng(seed)
     out = {}
     for spec in specs:
-        dtype = NUMPY[spec.datatype]
+        dtype = np.dtype(spec.datatype.array_type)
         if np.issubdtype(dtype, np.floating):
             out[spec.name] = rng.standard_normal(spec.shape).astype(dtype)
         else:
-            out[spec.name] = rng.integers(0, 2 if dtype is np.bool_ else 8, spec.shape).astype(dtype)
+            out[spec.name] = rng.integers(0, 2 if dtype == np.bool_ else 8, spec.shape).astype(dtype)
     return out
 
 

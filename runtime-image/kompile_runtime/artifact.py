@@ -16,16 +16,6 @@ from kompile.api.common import TensorSpec
 from kompile.storage import ObjectStore, S3Location, StorageError
 
 MANIFEST = "manifest.json"
-NUMPY = {
-    "FP32": np.float32,
-    "FP16": np.float16,
-    "FP64": np.float64,
-    "INT64": np.int64,
-    "INT32": np.int32,
-    "INT8": np.int8,
-    "UINT8": np.uint8,
-    "BOOL": np.bool_,
-}
 
 
 class ArtifactError(Exception):
@@ -97,7 +87,7 @@ class LoadedModel:
             value = np.asarray(feed[spec.name])
             if list(value.shape) != spec.shape:
                 raise InvalidInput(f"input {spec.name!r} has shape {list(value.shape)}, the model takes {spec.shape}")
-            want = NUMPY[spec.datatype.value]
+            want = np.dtype(spec.datatype.array_type)
             if value.dtype != want:
                 raise InvalidInput(f"input {spec.name!r} is {value.dtype}, the model takes {spec.datatype.value}")
             ordered.append(value)

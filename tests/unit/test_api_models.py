@@ -110,3 +110,12 @@ def test_inline_platforms_have_one_dns_safe_name():
 
     assert TargetPlatform(arch="x86_64").name == "linux-x86-64"
     assert TargetPlatform(arch="arm64", accelerator="nvidia").name == "linux-arm64-nvidia"
+
+
+def test_one_table_of_tensor_types():
+    from kompile.api.common import DataType
+
+    assert DataType.FP32.array_type == "float32"
+    assert DataType.of_array_type("int64") is DataType.INT64
+    assert DataType.of_array_type("torch.bool") is DataType.BOOL
+    assert DataType.BYTES.array_type is None and DataType.of_array_type("complex64") is None

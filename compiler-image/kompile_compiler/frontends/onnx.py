@@ -13,23 +13,12 @@ from kompile.api.common import DataType, TensorSpec
 from kompile_compiler.frontends import Imported, show
 from kompile_compiler.report import CompileError
 
-DATATYPES = {
-    np.dtype("float32"): DataType.FP32,
-    np.dtype("float16"): DataType.FP16,
-    np.dtype("float64"): DataType.FP64,
-    np.dtype("int64"): DataType.INT64,
-    np.dtype("int32"): DataType.INT32,
-    np.dtype("int8"): DataType.INT8,
-    np.dtype("uint8"): DataType.UINT8,
-    np.dtype("bool"): DataType.BOOL,
-}
-
 
 def datatype(dtype: np.dtype) -> DataType:
-    try:
-        return DATATYPES[np.dtype(dtype)]
-    except KeyError:
-        raise CompileError("UnsupportedDataType", f"tensors of type {dtype} are not supported") from None
+    found = DataType.of_array_type(np.dtype(dtype).name)
+    if found is None:
+        raise CompileError("UnsupportedDataType", f"tensors of type {dtype} are not supported")
+    return found
 
 
 def model_inputs(model: onnx.ModelProto) -> list[tuple[str, list[int | str], np.dtype]]:

@@ -17,16 +17,6 @@ from kompile.api import DataInputConfig
 from kompile.api.common import DataType, TensorSpec
 from kompile_compiler.frontends import Imported, show
 from kompile_compiler.report import CompileError
-from kompile_compiler.validation import NUMPY
-
-TORCH_TYPES = {
-    "torch.float32": DataType.FP32,
-    "torch.float16": DataType.FP16,
-    "torch.int64": DataType.INT64,
-    "torch.int32": DataType.INT32,
-    "torch.bool": DataType.BOOL,
-    "torch.uint8": DataType.UINT8,
-}
 
 
 def load(path: Path, inputs: DataInputConfig, threads: int) -> Imported:
@@ -46,7 +36,7 @@ def load(path: Path, inputs: DataInputConfig, threads: int) -> Imported:
             out = module(*[torch.from_numpy(feed[n]) for n in names])
         return [t.numpy() for t in (out if isinstance(out, list | tuple) else [out])]
 
-    outputs = reference({s.name: np.zeros(s.shape, NUMPY[s.datatype]) for s in specs})
+    outputs = reference({s.name: np.zeros(s.shape, s.datatype.array_type) for s in specs})
     return Imported(
         mod=mod,
         inputs=specs,
@@ -115,10 +105,11 @@ def _exported_program(path: Path, specs: list[TensorSpec]):
                 f"input '{spec.name}' is {show(shape)} in the exported program, "
                 f"dataInputConfig gives {show(spec.shape)}",
             )
-    try:
-        typed = [s.model_copy(update={"datatype": TORCH_TYPES[t]}) for s, t in zip(specs, dtypes, strict=True)]
-    except KeyError as err:
-        raise CompileError("UnsupportedDataType", f"inputs of type {err.args[0]} are not supported") from None
+    typed = []
+    for spec, torch_type in zip(specs, dtypes, strict=True):
+        if (datatype := DataType.of_array_type(torch_type)) is None:
+            raise CompileError("UnsupportedDataType", f"inputs of type {torch_type} are not supported")
+        typed.append(spec.model_copy(update={"datatype": datatype}))
     try:
         mod = from_exported_program(program, keep_params_as_input=False)
     except Exception as err:  # noqa: BLE001

@@ -105,6 +105,30 @@ class DataType(enum.StrEnum):
     FP64 = "FP64"
     BYTES = "BYTES"
 
+    @property
+    def array_type(self) -> str | None:
+        """The numpy (and torch) name of this type, where Kompile compiles and serves it."""
+        return ARRAY_TYPES.get(self)
+
+    @classmethod
+    def of_array_type(cls, name: str) -> DataType | None:
+        """The type whose numpy or torch name is `name` (float32, torch.int64, ...), if Kompile has it."""
+        return _BY_ARRAY_TYPE.get(name.removeprefix("torch."))
+
+
+# The one table of tensor types frontends, the parity gate and the artifact loader share.
+ARRAY_TYPES = {
+    DataType.FP32: "float32",
+    DataType.FP16: "float16",
+    DataType.FP64: "float64",
+    DataType.INT64: "int64",
+    DataType.INT32: "int32",
+    DataType.INT8: "int8",
+    DataType.UINT8: "uint8",
+    DataType.BOOL: "bool",
+}
+_BY_ARRAY_TYPE = {name: dtype for dtype, name in ARRAY_TYPES.items()}
+
 
 class ResourceRequirements(KModel):
     """Compute resources of a container, as in a Pod spec."""
