@@ -39,6 +39,7 @@ class Kube:
     def __init__(self, dyn: DynamicClient | None = None):
         self.dyn = dyn or api()
         self._resources: dict[tuple[str, str], object] = {}
+        self._versions: dict[tuple[str, str, tuple[str, ...]], str] = {}
         self._lock = threading.Lock()
 
     def resource(self, api_version: str, kind: str):
@@ -110,13 +111,21 @@ class Kube:
             return False
 
     def served_version(self, group: str, kind: str, preferred: tuple[str, ...]) -> str:
-        """The first of `preferred` versions in which this API server serves `kind`."""
+        """The first of `preferred` versions in which this API server serves `kind`, found once.
+
+        Each miss makes the dynamic client refetch all of discovery, so the answer is kept:
+        asking on every reconcile would repeat that for every endpoint.
+        """
+        key = (group, kind, preferred)
+        if (found := self._versions.get(key)) is not None:
+            return found
         for version in preferred:
             try:
                 self.resource(f"{group}/{version}", kind)
-                return f"{group}/{version}"
             except ResourceNotFoundError:
                 continue
+            self._versions[key] = f"{group}/{version}"
+            return self._versions[key]
         raise ResourceNotFoundError(f"the API server serves {kind} in none of {group}/{preferred}")
 
 
