@@ -119,9 +119,10 @@ def compile_model(
 
     feed = sample_inputs(imported.inputs)
     reference = [np.asarray(r) for r in imported.reference(feed)]
+    output_names = imported.output_names or [f"output{i}" for i in range(len(reference))]
     outputs = [
         TensorSpec(name=n, shape=list(r.shape), datatype=datatype(r.dtype))
-        for n, r in zip(imported.output_names, reference, strict=True)
+        for n, r in zip(output_names, reference, strict=True)
     ]
     manifest = {
         "model": {
@@ -146,9 +147,7 @@ def compile_model(
         vm = relax.VirtualMachine(tvm.runtime.load_module(str(library)), tvm.cpu())
         args = [tvm.runtime.tensor(feed[t.name]) for t in imported.inputs]
         with step(progress, f"checking outputs against {imported.reference_name}"):
-            parity = compare(
-                imported.output_names, _numpy(vm["main"](*args)), reference, precision, imported.reference_name
-            )
+            parity = compare(output_names, _numpy(vm["main"](*args)), reference, precision, imported.reference_name)
         with step(progress, f"measuring latency ({threads} threads)"):
             compiled_ms = percentiles_ms(lambda: vm["main"](*args))
             reference_ms = percentiles_ms(lambda: imported.reference(feed))

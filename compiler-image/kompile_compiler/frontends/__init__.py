@@ -19,7 +19,7 @@ class Imported:
     inputs: list[TensorSpec]  # in the order the compiled main() takes them
     reference: Callable[[dict[str, np.ndarray]], list[np.ndarray]]  # the framework's own runtime
     reference_name: str
-    output_names: list[str]
+    output_names: list[str] | None  # None: the model's outputs are unnamed
 
 
 def show(dims) -> str:

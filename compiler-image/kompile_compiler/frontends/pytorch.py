@@ -36,13 +36,12 @@ def load(path: Path, inputs: DataInputConfig, threads: int) -> Imported:
             out = module(*[torch.from_numpy(feed[n]) for n in names])
         return [t.numpy() for t in (out if isinstance(out, list | tuple) else [out])]
 
-    outputs = reference({s.name: np.zeros(s.shape, s.datatype.array_type) for s in specs})
     return Imported(
         mod=mod,
         inputs=specs,
         reference=reference,
         reference_name=f"torch {torch.__version__}",
-        output_names=[f"output{i}" for i in range(len(outputs))],
+        output_names=None,  # unnamed in PyTorch: the pipeline names them output0, output1, ...
     )
 
 
