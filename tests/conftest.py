@@ -3,6 +3,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+# The real S3 server fixture (`s3`), shared by the compiler, runtime and e2e tests.
+pytest_plugins = ["tests.s3server"]
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
