@@ -17,6 +17,14 @@ APISERVER_PORT="${KOMPILE_APISERVER_PORT:-6443}"
 SERVICE_CIDR="10.96.0.0/16"
 FIRST_SERVICE_IP="10.96.0.1"
 
+# The cluster's own network: a bridge the harness creates. Pods sit on it and reach the host's
+# services (API server, S3, Prometheus) at HOST_IP; loopback is out of a pod's reach.
+BRIDGE="${KOMPILE_BRIDGE:-kompile0}"
+POD_CIDR="10.244.0.0/16"
+HOST_IP="10.244.0.1"
+S3_PORT="${KOMPILE_S3_PORT:-8333}"
+PROMETHEUS_PORT="${KOMPILE_PROMETHEUS_PORT:-9090}"
+
 log() { printf '[hack %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 

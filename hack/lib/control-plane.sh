@@ -1,5 +1,7 @@
-# etcd and the Kubernetes control plane, all on loopback.
+# etcd (on loopback) and the Kubernetes control plane (on the cluster bridge's host address,
+# where pods reach it through the `kubernetes` Service).
 source "$(dirname "${BASH_SOURCE[0]}")/pki.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/network.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/processes.sh"
 
 CONTROL_PLANE=(etcd kube-apiserver kube-controller-manager kube-scheduler)
@@ -7,10 +9,11 @@ ADMIN_KUBECONFIG="$KOMPILE_STATE/admin.kubeconfig"
 
 apiserver_ready() {
   curl -fsS --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" \
-    "https://127.0.0.1:$APISERVER_PORT/readyz"
+    "$APISERVER_URL/readyz"
 }
 
 start_control_plane() {
+  ensure_network
   mkdir -p "$KOMPILE_STATE/etcd"
   start_process etcd "$(command -v etcd)" --name kompile --data-dir "$KOMPILE_STATE/etcd" \
     --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
@@ -21,7 +24,7 @@ start_control_plane() {
 
   start_process kube-apiserver "$K8S_BIN/kube-apiserver" \
     --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
-    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$APISERVER_PORT" --insecure-port 0 \
+    --bind-address "$HOST_IP" --advertise-address "$HOST_IP" --secure-port "$APISERVER_PORT" --insecure-port 0 \
     --tls-cert-file "$PKI/apiserver.crt" --tls-private-key-file "$PKI/apiserver.key" \
     --client-ca-file "$PKI/ca.crt" \
     --kubelet-client-certificate "$PKI/apiserver-kubelet-client.crt" \
@@ -30,7 +33,7 @@ start_control_plane() {
     --service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \
     --service-cluster-ip-range "$SERVICE_CIDR" \
     --authorization-mode Node,RBAC --allow-privileged=true --profiling=false \
-    --endpoint-reconciler-type none
+    --kubelet-preferred-address-types InternalIP --enable-admission-plugins PodNodeSelector
   wait_for kube-apiserver 90 apiserver_ready || die "kube-apiserver did not start (see $LOGS/kube-apiserver.log)"
 
   start_process kube-controller-manager "$K8S_BIN/kube-controller-manager" \

@@ -1,7 +1,7 @@
 # Debian packages the local cluster needs; installed once, skipped when present.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-CLUSTER_PACKAGES=(golang-go etcd-server golang-github-modern-go-reflect2-dev openssl make rsync
+CLUSTER_PACKAGES=(golang-go etcd-server golang-github-modern-go-reflect2-dev openssl make rsync prometheus
   iproute2 iptables curl)
 
 # The compiler's cross toolchain: exporting ARM64 artifacts links them with aarch64 gcc.

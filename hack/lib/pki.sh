@@ -5,7 +5,12 @@ PKI="$KOMPILE_STATE/pki"
 
 _sign() { # name subject [san]
   local name=$1 subj=$2 san=${3:-}
-  [ -f "$PKI/$name.crt" ] && return 0
+  # Kept while it still names what is asked (a new address means a new certificate).
+  if [ -f "$PKI/$name.crt" ]; then
+    [ -z "$san" ] && return 0
+    [ "$(openssl x509 -in "$PKI/$name.crt" -noout -ext subjectAltName 2>/dev/null | tail -n +2 | tr -d ' ')" \
+      = "$(echo "$san" | sed 's/IP:/IPAddress:/g')" ] && return 0
+  fi
   openssl genrsa -out "$PKI/$name.key" 2048 2>/dev/null
   openssl req -new -key "$PKI/$name.key" -subj "$subj" -out "$PKI/$name.csr" 2>/dev/null
   local ext="$PKI/$name.ext"
@@ -20,16 +25,18 @@ _sign() { # name subject [san]
   rm -f "$PKI/$name.csr" "$ext"
 }
 
+APISERVER_URL="https://$HOST_IP:$APISERVER_PORT"
+
 _kubeconfig() { # name cert user
   local name=$1 cert=$2 user=$3 file="$KOMPILE_STATE/$1.kubeconfig"
-  [ -f "$file" ] && return 0
+  [ -f "$file" ] && grep -qF "server: $APISERVER_URL" "$file" && return 0
   cat >"$file" <<KC
 apiVersion: v1
 kind: Config
 clusters:
 - name: kompile
   cluster:
-    server: https://127.0.0.1:$APISERVER_PORT
+    server: $APISERVER_URL
     certificate-authority: $PKI/ca.crt
 users:
 - name: $user
@@ -53,7 +60,7 @@ make_pki() {
       -out "$PKI/ca.crt" 2>/dev/null
   fi
   _sign apiserver "/CN=kube-apiserver" \
-    "IP:127.0.0.1,IP:$FIRST_SERVICE_IP,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+    "IP:127.0.0.1,IP:$HOST_IP,IP:$FIRST_SERVICE_IP,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
   _sign admin "/O=system:masters/CN=kompile-admin"
   _sign controller-manager "/CN=system:kube-controller-manager"
   _sign scheduler "/CN=system:kube-scheduler"
@@ -65,4 +72,11 @@ make_pki() {
   _kubeconfig admin admin kompile-admin
   _kubeconfig controller-manager controller-manager system:kube-controller-manager
   _kubeconfig scheduler scheduler system:kube-scheduler
+  _sign kube-proxy "/CN=system:kube-proxy"
+  _kubeconfig kube-proxy kube-proxy system:kube-proxy
+}
+
+node_pki() { # node-name node-ip
+  _sign "node-$1" "/O=system:nodes/CN=system:node:$1" "IP:$2,DNS:$1"
+  _kubeconfig "node-$1" "node-$1" "system:node:$1"
 }

@@ -17,12 +17,15 @@ start_process() { # name program args...
   local name=$1; shift
   mkdir -p "$PIDS" "$LOGS"
   if running "$name"; then
-    # A rebuilt binary replaces the file under a running process: restart it on the new one.
-    if [[ "$(readlink "/proc/$(cat "$PIDS/$name.pid")/exe")" != *" (deleted)" ]]; then return 0; fi
-    log "$name's binary changed"
+    # A rebuilt binary replaces the file under a running process, and a changed recipe changes
+    # its flags: either way restart it, otherwise leave it be.
+    if [[ "$(readlink "/proc/$(cat "$PIDS/$name.pid")/exe")" != *" (deleted)" ]] \
+      && [ "$(cat "$PIDS/$name.cmd" 2>/dev/null)" = "$*" ]; then return 0; fi
+    log "$name's binary or flags changed"
     stop_process "$name"
   fi
   echo "$1" >"$PIDS/$name.exe"
+  echo "$*" >"$PIDS/$name.cmd"
   setsid "$@" >>"$LOGS/$name.log" 2>&1 < /dev/null &
   echo $! >"$PIDS/$name.pid"
   log "started $name (pid $!, log $LOGS/$name.log)"
@@ -37,7 +40,7 @@ stop_process() {
     [ -d "/proc/$pid" ] && kill -9 "$pid" 2>/dev/null || true
     log "stopped $name (pid $pid)"
   fi
-  rm -f "$PIDS/$name.pid" "$PIDS/$name.exe"
+  rm -f "$PIDS/$name.pid" "$PIDS/$name.exe" "$PIDS/$name.cmd"
 }
 
 wait_for() { # description seconds command...

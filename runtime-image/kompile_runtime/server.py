@@ -62,7 +62,7 @@ class CompiledModel(_kserve().Model):
                 "digest": self.settings.artifact_sha256 or "",
                 "target": str(manifest.get("target", {}).get("name", "")),
                 "precision": str(manifest.get("precision", "")),
-                "framework": str(manifest.get("framework", "")),
+                "framework": str(manifest.get("model", {}).get("framework", "")),
             }
         )
         self.ready = True

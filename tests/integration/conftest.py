@@ -63,10 +63,17 @@ def cluster():
     return Kube()
 
 
+NO_NODE = "kompile.dev/hardware-target=integration-tests-schedule-nothing"
+
+
 @pytest.fixture(scope="module")
 def namespace(cluster):
     name = f"kt-{uuid.uuid4().hex[:8]}"
-    client.CoreV1Api().create_namespace({"metadata": {"name": name}})
+    # Integration tests play the kubelet (tests/integration/kubelet.py): their pods must never
+    # reach the real nodes, so the namespace pins them to a pool no node is in (PodNodeSelector).
+    client.CoreV1Api().create_namespace(
+        {"metadata": {"name": name, "annotations": {"scheduler.alpha.kubernetes.io/node-selector": NO_NODE}}}
+    )
     yield name
     client.CoreV1Api().delete_namespace(name)
 

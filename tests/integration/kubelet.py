@@ -1,7 +1,8 @@
 """Playing the kubelet: write a pod's status as a kubelet would report it.
 
-No kubelet runs in the integration cluster (nodes come with the serving issue's e2e
-tests), so tests that need a compiler pod to start or end write its status subresource.
+Integration tests pin their pods to a pool no node is in (their namespace's PodNodeSelector),
+so the real kubelets leave them alone, and tests that need a compiler pod to start or end
+write its status subresource. The e2e tests run pods on the real nodes.
 The Job controller, which turns pod phases into Job conditions, is the real one.
 """
 

@@ -32,7 +32,7 @@ def test_crds_are_established(cluster):
 
 def test_every_example_applies(cluster, namespace):
     result = kubectl("apply", "-n", namespace, "-f", str(ROOT / "examples"))
-    assert "compilationjob.kompile.dev/squeezenet-avx512" in result.stdout
+    assert "compilationjob.kompile.dev/squeezenet-avx2" in result.stdout
     listed = kubectl("get", "compilationjobs", "-n", namespace, "-o", "name").stdout.split()
     assert len(listed) == 3
 

@@ -133,7 +133,8 @@ def test_metrics_count_requests_by_status_and_name_the_digest(served_squeezenet)
     assert _sample(metrics, "kompile_request_seconds_bucket", model="squeezenet", le="+Inf") >= 2
     assert _sample(metrics, "kompile_batch_size_count", model="squeezenet") >= 1
     assert _sample(metrics, "kompile_model_load_seconds", model="squeezenet") > 0
-    assert _sample(metrics, "kompile_model_info", model="squeezenet", digest=result.artifact.sha256) == 1
+    info = {"model": "squeezenet", "digest": result.artifact.sha256, "framework": "ONNX", "precision": "FP32"}
+    assert _sample(metrics, "kompile_model_info", **info) == 1
 
 
 def test_a_tampered_artifact_never_serves(s3, served_squeezenet, tmp_path):

@@ -113,6 +113,23 @@ def test_deployment_on_the_pool_with_digest_and_probes():
     assert dep["metadata"]["ownerReferences"][0]["kind"] == "InferenceEndpoint"
 
 
+def test_serving_pods_size_threads_to_their_cpu_and_drain_before_stopping():
+    ie = owner("InferenceEndpoint", "resnet")
+    spec = InferenceEndpointSpec.model_validate({"compiledModelName": "resnet"})
+    pod = deployment(ie, spec, "resnet", MODEL, GPU, CFG)["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["TVM_NUM_THREADS"]["valueFrom"]["resourceFieldRef"] == {
+        "containerName": "server",
+        "resource": "limits.cpu",
+        "divisor": "1",
+    }
+    assert container["lifecycle"]["preStop"]["exec"]["command"][0] == "sleep"
+    # The grace period covers the preStop pause and the server's own drain.
+    assert pod["terminationGracePeriodSeconds"] > int(container["lifecycle"]["preStop"]["exec"]["command"][1])
+    assert container["startupProbe"]["httpGet"]["path"] == "/v2/health/live"
+
+
 def test_autoscaling_leaves_replicas_to_the_hpa():
     ie = owner("InferenceEndpoint", "resnet")
     spec = InferenceEndpointSpec.model_validate(

@@ -68,6 +68,15 @@ def sync(cj: dict, kube: Kube, cfg: OperatorConfig) -> Outcome:
     )
     job_name = compiler_job_name(meta["name"])
     job = kube.get("batch/v1", "Job", job_name, meta["namespace"])
+    if job is not None and not _owned_by(job, meta["uid"]):
+        owners = dig(job, "metadata", "ownerReferences", default=[]) or []
+        if any(o.get("kind") == "CompilationJob" for o in owners):
+            # A CompilationJob deleted and applied again under the same name: its old Job is
+            # still being garbage-collected. Never read that Job's outcome as this one's.
+            out.status.update(phase=Phase.STARTING.value, observedGeneration=generation, conditions=conditions)
+            out.retry_after, out.retry_reason = 5, f"Job {job_name} of an earlier CompilationJob is being deleted"
+            return out
+        return move(Phase.FAILED, failureReason=f"JobNameTaken: Job {job_name} exists and is not this job's")
 
     if job is None:
         if spec.stop:
@@ -102,7 +111,11 @@ def sync(cj: dict, kube: Kube, cfg: OperatorConfig) -> Outcome:
             kube.delete("batch/v1", "Job", job_name, meta["namespace"], propagation="Foreground")
         return move(Phase.STOPPING, conditions=conditions)
 
-    pods = kube.list("v1", "Pod", meta["namespace"], {COMPILATION_JOB_LABEL: meta["name"]})
+    pods = [
+        p
+        for p in kube.list("v1", "Pod", meta["namespace"], {COMPILATION_JOB_LABEL: meta["name"]})
+        if _owned_by(p, dig(job, "metadata", "uid"))
+    ]
     pods.sort(key=lambda p: dig(p, "metadata", "creationTimestamp", default=""))
     if _job_condition(job, "Complete"):
         result = _result(pods)
@@ -138,6 +151,10 @@ def _resolve_target(spec: CompilationJobSpec, kube: Kube):
         return name, HardwareTargetSpec.model_validate(obj.get("spec") or {}), None
     except ValidationError as err:
         return None, None, ("InvalidHardwareTarget", f"HardwareTarget '{name}': {describe(err)}", False)
+
+
+def _owned_by(obj: dict, uid: str | None) -> bool:
+    return any(o.get("uid") == uid for o in dig(obj, "metadata", "ownerReferences", default=[]) or [])
 
 
 def _job_condition(job: dict, type_: str) -> dict | None:

@@ -63,7 +63,8 @@ def sync(ie: dict, kube: Kube, cfg: OperatorConfig) -> Outcome:
     except ValidationError as err:
         return not_ready("InvalidHardwareTarget", f"HardwareTarget '{target_name}': {describe(err)}", False)
 
-    live = kube.apply(deployment(ie, spec, spec.compiled_model_name, model, target, cfg))
+    # Clients call /v2/models/<endpoint name>: the URL outlives every CompiledModel it serves.
+    live = kube.apply(deployment(ie, spec, ie["metadata"]["name"], model, target, cfg))
     kube.apply(service(ie, cfg))
     hpa_version = kube.served_version("autoscaling", "HorizontalPodAutoscaler", HPA_VERSIONS)
     if (hpa := autoscaler(ie, spec, hpa_version)) is not None:

@@ -17,6 +17,7 @@ from kompile.manifests import (
 from kompile.manifests.placement import container_resources, pool_placement, s3_env
 
 DEFAULT_SERVING_RESOURCES = {"requests": {"cpu": "250m", "memory": "512Mi"}}
+PRESTOP_SECONDS = 5
 
 
 def serving_name(ie_name: str) -> str:
@@ -58,11 +59,25 @@ def deployment(
             {"name": "KOMPILE_ARTIFACT_URI", "value": model.artifact.uri},
             {"name": "KOMPILE_ARTIFACT_SHA256", "value": model.artifact.sha256},
             {"name": "KOMPILE_HTTP_PORT", "value": str(port)},
+            # TVM sizes its thread pool by the host's cores unless told: use the container's CPU
+            # limit (rounded up; the node's allocatable CPUs where no limit is set).
+            {
+                "name": "TVM_NUM_THREADS",
+                "valueFrom": {
+                    "resourceFieldRef": {"containerName": "server", "resource": "limits.cpu", "divisor": "1"}
+                },
+            },
             *s3_env(cfg.s3_endpoint, cfg.s3_region, spec.credentials_secret_name),
         ],
         "resources": container_resources(spec.resources, target.resources, default=DEFAULT_SERVING_RESOURCES),
         "readinessProbe": probe,
-        "livenessProbe": {**probe, "httpGet": {"path": "/v2/health/live", "port": "http"}, "initialDelaySeconds": 10},
+        # The server listens once the model is fetched, verified, loaded and warmed up: allow that
+        # up to ten minutes before liveness may restart the pod.
+        "startupProbe": {**probe, "httpGet": {"path": "/v2/health/live", "port": "http"}, "failureThreshold": 120},
+        "livenessProbe": {**probe, "httpGet": {"path": "/v2/health/live", "port": "http"}},
+        # Endpoints drop a terminating pod while it still serves: kube-proxy catches up before
+        # SIGTERM, and the server then drains what it accepted. No request fails in a rollout.
+        "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(PRESTOP_SECONDS)]}}},
         "securityContext": CONTAINER_SECURITY,
         "volumeMounts": [{"name": "scratch", "mountPath": "/tmp"}],
     }
@@ -86,6 +101,7 @@ def deployment(
             "spec": {
                 "securityContext": POD_SECURITY,
                 "automountServiceAccountToken": False,
+                "terminationGracePeriodSeconds": PRESTOP_SECONDS + 30,
                 "containers": [container],
                 "volumes": [{"name": "scratch", "emptyDir": {}}],
                 **pool_placement(target),

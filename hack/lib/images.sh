@@ -1,0 +1,109 @@
+# Images without a registry: a debootstrap base, our Dockerfiles built by buildah, each image
+# saved as an OCI archive and imported into every node's containerd. Rebuilt only when what
+# goes into them changes (a content key over their Dockerfile and the project's sources).
+source "$(dirname "${BASH_SOURCE[0]}")/nodes.sh"
+
+IMAGE_PACKAGES=(debootstrap buildah umoci)
+IMAGES_DIR="$KOMPILE_CACHE/images"
+BASE_IMAGE_REF="localhost/kompile-base:bookworm"
+# name -> Dockerfile; the refs are what the operator's defaults and the chart name.
+declare -A DOCKERFILES=(
+  [kompile-runtime]=runtime-image/Dockerfile
+  [kompile-compiler]=compiler-image/Dockerfile
+  [kompile-operator]=operator/Dockerfile
+)
+export STORAGE_DRIVER="${STORAGE_DRIVER:-overlay}" BUILDAH_ISOLATION=chroot
+# buildah's own storage (the base image, build layers) lives with the rest of the cache.
+BUILDAH_ROOT="$KOMPILE_CACHE/buildah"
+buildah_() { as_root buildah --root "$BUILDAH_ROOT/storage" --runroot "$BUILDAH_ROOT/run" "$@"; }
+
+# Tagged by content: a rebuilt image has a new tag, so Deployments that name it roll.
+image_ref() { echo "docker.io/local/$1:$(_content_key "${DOCKERFILES[$1]}" | cut -c1-12)"; }
+
+ensure_base_image() {
+  buildah_ inspect --type image "$BASE_IMAGE_REF" >/dev/null 2>&1 && return 0
+  local tmp start=$SECONDS
+  tmp=$(mktemp -d)
+  log "debootstrap: a Debian bookworm base with python3 (about a minute)"
+  as_root debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates bookworm "$tmp/rootfs" \
+    >"$tmp/debootstrap.log" 2>&1 || { tail -20 "$tmp/debootstrap.log"; die "debootstrap failed"; }
+  as_root rm -rf "$tmp/rootfs/var/cache/apt/archives/"*.deb "$tmp/rootfs/var/lib/apt/lists/"*
+  local ctr
+  ctr=$(buildah_ from scratch)
+  buildah_ copy "$ctr" "$tmp/rootfs" / >/dev/null
+  buildah_ config --cmd /bin/bash "$ctr"
+  buildah_ commit -q "$ctr" "$BASE_IMAGE_REF" >/dev/null
+  buildah_ rm "$ctr" >/dev/null
+  as_root rm -rf "$tmp"
+  log "base image $BASE_IMAGE_REF in $((SECONDS - start)) s"
+}
+
+# The wheels every image installs from, fetched once from the package index on this host.
+ensure_wheels() {
+  local stamp="$REPO_ROOT/.whl/.complete" key
+  key=$(sha256sum "$REPO_ROOT/pyproject.toml" | cut -c1-16)
+  [ "$(cat "$stamp" 2>/dev/null)" = "$key" ] && return 0
+  log "fetching wheels for the images into .whl/"
+  python3 -m pip download -q --disable-pip-version-check --only-binary=:all: -d "$REPO_ROOT/.whl" \
+    "$REPO_ROOT[runtime,compiler]" "setuptools>=77" wheel 2>&1 | grep -v "^WARNING: Location" || true
+  echo "$key" >"$stamp"
+}
+
+_content_key() { # dockerfile
+  (
+    cd "$REPO_ROOT"
+    { cat "$1" pyproject.toml; find operator compiler-image runtime-image -type f \( -name '*.py' -o -name Dockerfile \) \
+        -not -path '*/__pycache__/*' | sort | xargs sha256sum; } | sha256sum | cut -c1-32
+  )
+}
+
+build_image() { # name
+  local name=$1 file=${DOCKERFILES[$1]} key archive="$IMAGES_DIR/$1.tar" start=$SECONDS
+  key=$(_content_key "$file")
+  if [ -f "$archive" ] && [ "$(cat "$IMAGES_DIR/$name.key" 2>/dev/null)" = "$key" ]; then return 0; fi
+  mkdir -p "$IMAGES_DIR"
+  log "building $(image_ref "$name") from $file"
+  buildah_ bud -q --layers=false --network host -f "$REPO_ROOT/$file" \
+    --build-arg BASE_IMAGE="$BASE_IMAGE_REF" --build-arg PIP_ARGS="--no-index --find-links /wheels" \
+    -v /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro \
+    -t "$(image_ref "$name")" "$REPO_ROOT" >"$IMAGES_DIR/$name.build.log" 2>&1 \
+    || { tail -30 "$IMAGES_DIR/$name.build.log"; die "building $name failed (log: $IMAGES_DIR/$name.build.log)"; }
+  rm -f "$archive"
+  # Uncompressed: the archive is read once per node, and gzip would cost more than it saves.
+  buildah_ push -q --disable-compression "$(image_ref "$name")" "oci-archive:$archive:$(image_ref "$name")" >/dev/null
+  echo "$key" >"$IMAGES_DIR/$name.key"
+  log "built $(image_ref "$name"): $(du -h "$archive" | cut -f1) in $((SECONDS - start)) s"
+}
+
+import_images() {
+  local name i pids=()
+  # One import per node at a time, the nodes side by side: each has its own containerd.
+  for ((i = 1; i <= $(node_count); i++)); do
+    (for name in "$@"; do
+      import_image "$i" "$IMAGES_DIR/$name.tar" "$(image_ref "$name")"
+      prune_images "$i" "$name" "$(image_ref "$name")"
+    done) &
+    pids+=($!)
+  done
+  for i in "${pids[@]}"; do wait "$i" || die "importing images failed"; done
+  write_images_env
+}
+
+# What the chart and the operator are told to run: KOMPILE_{OPERATOR,COMPILER,RUNTIME}_IMAGE.
+IMAGES_ENV="$IMAGES_DIR/images.env"
+write_images_env() {
+  {
+    echo "KOMPILE_OPERATOR_IMAGE=$(image_ref kompile-operator)"
+    echo "KOMPILE_COMPILER_IMAGE=$(image_ref kompile-compiler)"
+    echo "KOMPILE_RUNTIME_IMAGE=$(image_ref kompile-runtime)"
+  } >"$IMAGES_ENV"
+}
+
+# Older tags of our images on a node: removed once the new one is in (no registry to refetch
+# from, so only what the current sources built is kept).
+prune_images() { # index name keep-ref
+  local ref
+  for ref in $(ctr_node "$1" images ls -q 2>/dev/null | grep "^docker.io/local/$2:" || true); do
+    [ "$ref" = "$3" ] || ctr_node "$1" images rm "$ref" >/dev/null 2>&1 || true
+  done
+}
