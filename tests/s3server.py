@@ -68,6 +68,9 @@ def s3(tmp_path_factory):
             f"-volume.port={base + 1}",
             f"-filer.port={base + 2}",
             "-s3",
+            # Iceberg and Lance catalogs would listen on fixed loopback ports (8181, 9101).
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
             f"-s3.port={base + 3}",
             f"-s3.config={config}",
             "-master.volumeSizeLimitMB=64",

@@ -33,7 +33,9 @@ start_s3() {
   "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}
 JSON
   # Master, volume and filer on loopback-free ports of their own; S3 on S3_PORT.
+  # The Iceberg and Lance catalog listeners are off: they would take fixed ports on loopback.
   start_process s3 "$WEED" server -ip="$HOST_IP" -ip.bind="$HOST_IP" -dir="$dir/data" \
+    -s3.port.iceberg=0 -s3.port.lance=0 \
     -master.port=$((base + 1)) -volume.port=$((base + 2)) -filer.port=$((base + 3)) \
     -s3 -s3.port="$S3_PORT" -s3.config="$dir/identities.json" -master.volumeSizeLimitMB=256 -volume.max=32
   wait_for "S3 at $(s3_endpoint)" 60 make_buckets || die "S3 did not start (see $LOGS/s3.log)"

@@ -39,6 +39,7 @@ class RequestMetrics:
 
     def __init__(self, app, model_name: str):
         self.app, self.model = app, model_name
+        IN_FLIGHT.labels(model_name).set(0)  # the series exists before the first request
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or not scope["path"].endswith("/infer"):

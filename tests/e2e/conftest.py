@@ -12,7 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration import conftest as integration
 from tests.integration.conftest import eventually, kubectl
+
+cluster = integration.cluster  # the API server fixture, shared with the integration tests
 
 ROOT = Path(__file__).resolve().parents[2]
 NODE_LABEL = "kompile.dev/hardware-target"

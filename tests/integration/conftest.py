@@ -63,7 +63,9 @@ def cluster():
     return Kube()
 
 
-NO_NODE = "kompile.dev/hardware-target=integration-tests-schedule-nothing"
+# A label no node carries, on a key of its own (PodNodeSelector refuses pods whose own
+# nodeSelector sets the same key to another value, as a compiler pod on a pool would).
+NO_NODE = "kompile.dev/integration-tests=schedule-nothing"
 
 
 @pytest.fixture(scope="module")

@@ -117,6 +117,12 @@ def test_success_creates_the_compiled_model(cluster, namespace, operator, hardwa
         assert reasons.get(reason) == 1, reasons
 
 
+def hold(namespace: str, job: str, on: bool) -> None:
+    """A finalizer that keeps a deleted Job in its deleting state until released."""
+    patch = '{"metadata": {"finalizers": ["kompile.dev/test-hold"]}}' if on else '{"metadata": {"finalizers": null}}'
+    kubectl("-n", namespace, "patch", "job", job, "--type=merge", "-p", patch)
+
+
 def test_a_job_applied_again_never_takes_its_predecessors_outcome(cluster, namespace, operator, hardware_target):
     """Delete a finished CompilationJob and apply it again at once: its old compiler Job is
     still being garbage-collected (held here by a finalizer) and must not count as the new
@@ -124,16 +130,7 @@ def test_a_job_applied_again_never_takes_its_predecessors_outcome(cluster, names
     cluster.apply(kompile("CompilationJob", "again", job_spec(hardware_target), namespace))
     wait_phase(cluster, "again", namespace, "Starting")
     old = compiler_job(cluster, "again", namespace)
-    kubectl(
-        "-n",
-        namespace,
-        "patch",
-        "job",
-        "again-compile",
-        "--type=merge",
-        "-p",
-        '{"metadata": {"finalizers": ["kompile.dev/test-hold"]}}',
-    )
+    hold(namespace, "again-compile", True)
     report(namespace, "again", "Succeeded", exit_code=0, message="{}")
     eventually(
         lambda: (compiler_job(cluster, "again", namespace).get("status") or {}).get("succeeded"), message="old Job done"
@@ -147,16 +144,7 @@ def test_a_job_applied_again_never_takes_its_predecessors_outcome(cluster, names
     wait_phase(cluster, "again", namespace, "Starting")
     time.sleep(3)
     assert phase_of(cluster, "again", namespace)() == "Starting"
-    kubectl(
-        "-n",
-        namespace,
-        "patch",
-        "job",
-        "again-compile",
-        "--type=json",
-        "-p",
-        '[{"op": "remove", "path": "/metadata/finalizers"}]',
-    )
+    hold(namespace, "again-compile", False)
     new = eventually(
         lambda: (
             (job := compiler_job(cluster, "again", namespace))

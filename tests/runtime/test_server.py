@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import threading
+import time
 
 import httpx
 import numpy as np
@@ -181,6 +182,7 @@ def test_sigterm_drains_requests_in_flight(s3, served_squeezenet, tmp_path):
         metrics = httpx.get(f"{server.url}/metrics", timeout=5).text
         if _sample(metrics, "kompile_requests_in_flight", model="squeezenet") >= 4:
             break
+        time.sleep(0.05)
     server.process.send_signal(signal.SIGTERM)
     for t in threads:
         t.join(timeout=60)
