@@ -160,6 +160,7 @@ def serve(settings: ServerSettings) -> int:
     from fastapi.exceptions import RequestValidationError
     from kserve.model_server import app
 
+    from kompile_runtime.binary import BinaryTensorFastPath
     from kompile_runtime.limits import BodySizeLimit
     from kompile_runtime.metrics import RequestMetrics
 
@@ -171,6 +172,8 @@ def serve(settings: ServerSettings) -> int:
         _report(settings, err.reason, err.detail)
         return 1
     app.add_exception_handler(RequestValidationError, _invalid_body)
+    # Starlette runs the last added middleware first: size limit, then metrics, then the fast path.
+    app.add_middleware(BinaryTensorFastPath, model=model)
     app.add_middleware(RequestMetrics, model_name=settings.model_name)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     server = kserve.ModelServer(

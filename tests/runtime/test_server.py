@@ -101,6 +101,32 @@ def test_bad_requests_are_400_with_a_reason(served_squeezenet, body, status, mes
     assert message in r.json()["error"]
 
 
+def _binary(x: np.ndarray, shape=None, size=None) -> tuple[bytes, dict]:
+    params = {"binary_data_size": x.nbytes if size is None else size}
+    header = json.dumps(
+        {"inputs": [{"name": "data_0", "datatype": "FP32", "shape": shape or list(x.shape), "parameters": params}]}
+    ).encode()
+    return header + x.tobytes(), {"inference-header-content-length": str(len(header))}
+
+
+@pytest.mark.parametrize(
+    "shape, size, message",
+    [
+        ([1, 3, 8, 8], None, "input 'data_0' has shape [1, 3, 8, 8], the model takes [1, 3, 224, 224]"),
+        (None, 10**9, "binary_data_size 1000000000 runs past the body"),
+        (None, 12, "input 'data_0': data does not fit shape [1, 3, 224, 224]"),
+    ],
+    ids=["shape", "size-past-body", "size-short"],
+)
+def test_bad_binary_requests_are_400_with_a_reason(served_squeezenet, shape, size, message):
+    server = served_squeezenet[0]
+    x = np.zeros([1, 3, 8, 8] if shape else SHAPE, np.float32)
+    content, headers = _binary(x, shape=shape, size=size)
+    r = httpx.post(f"{server.url}/v2/models/squeezenet/infer", content=content, headers=headers, timeout=30)
+    assert r.status_code == 400, r.text
+    assert message in r.json()["error"]
+
+
 def test_unknown_model_is_404_and_oversized_body_is_413(served_squeezenet):
     server = served_squeezenet[0]
     r = httpx.post(f"{server.url}/v2/models/resnet/infer", json=_json_request(image()), timeout=30)
