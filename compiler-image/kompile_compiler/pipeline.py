@@ -19,11 +19,12 @@ from kompile.api.compilationjob import Artifact
 from kompile.api.compiledmodel import Latency
 from kompile.api.result import CompilerJob, CompilerResult
 from kompile.storage import ObjectStore
-from kompile_compiler import frontends, packaging, targets
+from kompile_compiler import frontends, packaging, targets, trees
 from kompile_compiler.frontends.onnx import datatype
 from kompile_compiler.report import CompileError
 from kompile_compiler.source import fetch, locate, sha256_file
 from kompile_compiler.validation import compare, percentiles_ms, sample_inputs
+from kompile_runtime.artifact import TREE_RUNTIME, TVM_RUNTIME, runner
 
 Progress = Callable[[str], None]
 
@@ -93,28 +94,28 @@ def compile_model(
         source = fetch(model_uri, workdir, store)
         source_sha = sha256_file(source)
         model_file = locate(source, framework, workdir)
+    trees_model = None
     with step(progress, f"importing {model_file.name} ({framework.value})"):
-        imported = frontends.load(framework, model_file, declared, threads)
-
-    import tvm
-    from tvm import relax
+        if framework is Framework.XGBOOST:
+            if precision is not Precision.FP32:
+                raise CompileError("UnsupportedPrecision", f"{precision.value}: tree models compile in FP32")
+            trees_model = trees.load(model_file)
+            reference_run, reference_name = trees.reference(trees_model)
+            imported = frontends.Imported(
+                None, trees.inputs(trees_model, declared), reference_run, reference_name, [trees.OUTPUT]
+            )
+        else:
+            imported = frontends.load(framework, model_file, declared, threads)
 
     out = output_dir or workdir / "artifact"
     out.mkdir(parents=True, exist_ok=True)
     library = out / packaging.LIBRARY
     started = time.perf_counter()
-    with step(progress, f"compiling for {target.name} ({target.tvm})"):
-        try:
-            mod = imported.mod
-            if precision is Precision.FP16:
-                # Neuron's auto-cast idea: compute in float16, keep float32 at the model's edges.
-                mod = relax.transform.ToMixedPrecision(out_dtype="float32")(mod)
-            with tvm.transform.PassContext(opt_level=opt_level):
-                executable = tvm.compile(mod, target=tvm.target.Target(target.tvm))
-        except Exception as err:  # noqa: BLE001 - TVM raises its own error kinds for unsupported code
-            raise CompileError("CompilationFailed", f"TVM: {str(err).strip().splitlines()[-1]}") from None
-    with step(progress, f"exporting {library.name}"):
-        _export(executable, library, target)
+    if trees_model is not None:
+        with step(progress, f"compiling the trees for {target.name} (tl2cgen)"):
+            trees.build(trees_model, library, target, threads)
+    else:
+        _compile_tvm(imported.mod, library, target, precision, opt_level, progress)
     compile_seconds = time.perf_counter() - started
 
     feed = sample_inputs(imported.inputs)
@@ -134,9 +135,11 @@ def compile_model(
         "inputs": [t.wire() for t in imported.inputs],
         "outputs": [t.wire() for t in outputs],
         "target": {"name": target.name, "backend": target.backend.value, "tvm": target.tvm},
+        # How the serving pod loads model.so: TVM's Relax VM, or tl2cgen's tree predictor.
+        "runtime": TREE_RUNTIME if trees_model is not None else TVM_RUNTIME,
         "precision": precision.value,
         "compiler": {
-            "tvm": tvm.__version__,
+            **_versions(trees_model is not None),
             "optLevel": opt_level,
             "compileSeconds": round(compile_seconds, 3),
             "host": platform.machine(),
@@ -144,12 +147,12 @@ def compile_model(
     }
     latency = None
     if (reason := targets.why_not_runnable_here(target)) is None:
-        vm = relax.VirtualMachine(tvm.runtime.load_module(str(library)), tvm.cpu())
-        args = [tvm.runtime.tensor(feed[t.name]) for t in imported.inputs]
+        run = runner(manifest["runtime"], library)
+        args = [feed[t.name] for t in imported.inputs]
         with step(progress, f"checking outputs against {imported.reference_name}"):
-            parity = compare(output_names, _numpy(vm["main"](*args)), reference, precision, imported.reference_name)
+            parity = compare(output_names, run(*args), reference, precision, imported.reference_name)
         with step(progress, f"measuring latency ({threads} threads)"):
-            compiled_ms = percentiles_ms(lambda: vm["main"](*args))
+            compiled_ms = percentiles_ms(lambda: run(*args))
             reference_ms = percentiles_ms(lambda: imported.reference(feed))
         latency = Latency(
             p50_ms=compiled_ms["p50Ms"],
@@ -177,6 +180,33 @@ def compile_model(
         artifact=artifact, precision=precision, inputs=imported.inputs, outputs=outputs, latency=latency
     )
     return result, manifest
+
+
+def _compile_tvm(mod, library: Path, target: targets.CompileTarget, precision: Precision, opt_level: int, progress):
+    import tvm
+    from tvm import relax
+
+    with step(progress, f"compiling for {target.name} ({target.tvm})"):
+        try:
+            if precision is Precision.FP16:
+                # Neuron's auto-cast idea: compute in float16, keep float32 at the model's edges.
+                mod = relax.transform.ToMixedPrecision(out_dtype="float32")(mod)
+            with tvm.transform.PassContext(opt_level=opt_level):
+                executable = tvm.compile(mod, target=tvm.target.Target(target.tvm))
+        except Exception as err:  # noqa: BLE001 - TVM raises its own error kinds for unsupported code
+            raise CompileError("CompilationFailed", f"TVM: {str(err).strip().splitlines()[-1]}") from None
+    with step(progress, f"exporting {library.name}"):
+        _export(executable, library, target)
+
+
+def _versions(tree_model: bool) -> dict[str, str]:
+    from importlib.metadata import version
+
+    if tree_model:
+        return {"treelite": version("treelite"), "tl2cgen": version("tl2cgen")}
+    import tvm
+
+    return {"tvm": tvm.__version__}
 
 
 def _export(executable, library: Path, target: targets.CompileTarget) -> None:

@@ -189,16 +189,29 @@ node_ready() {
 node_count() { local n=0 p; for p in $(node_pools); do n=$((n + 1)); done; echo "$n"; }
 
 stop_nodes() {
-  local i name
+  local i name dir pidfile mount
   stop_process kube-proxy
   for ((i = 1; i <= $(node_count); i++)); do
-    name=$(node_name "$i")
+    name=$(node_name "$i"); dir="$KOMPILE_STATE/nodes/$name"
     stop_process "kubelet-$name"
-    # Containers outlive containerd: end their shims (and so the pods) by their pid files.
-    if [ -d "$KOMPILE_STATE/nodes/$name/state" ]; then
-      find "$KOMPILE_STATE/nodes/$name/state" -name init.pid -o -name shim.pid 2>/dev/null \
-        | while read -r pidfile; do as_root kill "$(cat "$pidfile")" 2>/dev/null || true; done
+    # Containers outlive containerd: end each container and its shim by the pid files in
+    # their bundles, then containerd itself.
+    if [ -d "$dir/state" ]; then
+      while read -r pidfile; do
+        as_root kill -9 "$(cat "$pidfile")" 2>/dev/null || true
+      done < <(find "$dir/state" \( -name init.pid -o -name shim.pid \) 2>/dev/null)
     fi
     stop_process "containerd-$name"
+    # What the kubelet and containerd mounted (volumes, root filesystems, /dev/shm), deepest first.
+    while read -r mount; do
+      as_root umount -l "$mount" 2>/dev/null || true
+    done < <(awk -v d="$dir/" 'index($2, d) == 1 {print $2}' /proc/mounts | sort -r)
   done
+}
+
+# The pods' network namespaces (containerd's CNI names them cni-*; the only containerds on
+# this host are the nodes'), removed when the cluster's state is purged.
+remove_pod_netns() {
+  local ns
+  for ns in $(ip netns list 2>/dev/null | awk '/^cni-/ {print $1}'); do as_root ip netns del "$ns" 2>/dev/null || true; done
 }

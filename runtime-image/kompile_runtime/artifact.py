@@ -68,6 +68,45 @@ def fetch(uri: str, folder: Path, store: ObjectStore | None = None) -> Path:
     return folder
 
 
+TVM_RUNTIME, TREE_RUNTIME = "tvm-relax-vm", "tl2cgen"
+
+
+def runner(kind: str, library: Path) -> Callable[..., list[np.ndarray]]:
+    """A callable over the library, by the runtime its manifest names; the compile pod's parity
+    check uses the same one the serving pod does."""
+    if kind == TREE_RUNTIME:
+        return _tree_runner(library)
+    if kind == TVM_RUNTIME:
+        return _vm_runner(library)
+    raise ArtifactError("ArtifactInvalid", f"the manifest names runtime {kind!r}, which this server does not have")
+
+
+def _vm_runner(library: Path) -> Callable[..., list[np.ndarray]]:
+    import tvm
+    from tvm import relax
+
+    main = relax.VirtualMachine(tvm.runtime.load_module(str(library)), tvm.cpu())["main"]
+
+    def run(*arrays: np.ndarray) -> list[np.ndarray]:
+        result = main(*[tvm.runtime.tensor(a) for a in arrays])
+        return [result.numpy()] if hasattr(result, "numpy") else [r.numpy() for r in result]
+
+    return run
+
+
+def _tree_runner(library: Path) -> Callable[..., list[np.ndarray]]:
+    """tl2cgen's predictor over the tree library: one FP32 [batch, features] input."""
+    import tl2cgen
+
+    predictor = tl2cgen.Predictor(str(library))
+
+    def run(x: np.ndarray) -> list[np.ndarray]:
+        out = predictor.predict(tl2cgen.DMatrix(np.ascontiguousarray(x, dtype=np.float32)))
+        return [np.asarray(out, dtype=np.float32).reshape(x.shape[0], -1)]
+
+    return run
+
+
 @dataclass
 class LoadedModel:
     manifest: dict
@@ -99,15 +138,7 @@ class LoadedModel:
 
 def load(folder: Path, expected_sha256: str | None = None) -> LoadedModel:
     manifest = verify(folder, expected_sha256)
-    import tvm
-    from tvm import relax
-
-    vm = relax.VirtualMachine(tvm.runtime.load_module(str(folder / "model.so")), tvm.cpu())
-    main = vm["main"]
-
-    def run(*arrays: np.ndarray) -> list[np.ndarray]:
-        result = main(*[tvm.runtime.tensor(a) for a in arrays])
-        return [result.numpy()] if hasattr(result, "numpy") else [r.numpy() for r in result]
+    run = runner(manifest.get("runtime", TVM_RUNTIME), folder / "model.so")
 
     return LoadedModel(
         manifest=manifest,

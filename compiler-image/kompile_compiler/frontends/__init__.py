@@ -15,7 +15,7 @@ from kompile_compiler.report import CompileError
 
 @dataclass
 class Imported:
-    mod: object  # tvm.IRModule
+    mod: object  # tvm.IRModule (None for tree models, which kompile_compiler.trees builds)
     inputs: list[TensorSpec]  # in the order the compiled main() takes them
     reference: Callable[[dict[str, np.ndarray]], list[np.ndarray]]  # the framework's own runtime
     reference_name: str
@@ -47,8 +47,6 @@ NOT_YET = {
     "(tf2onnx) and compile that",
     Framework.TFLITE: "not supported yet: convert the model to ONNX (python -m tf2onnx.convert --tflite) and "
     "compile that",
-    Framework.XGBOOST: "not supported yet: tree models will compile through treelite; until then serve the "
-    "booster unchanged",
     Framework.MXNET: "not supported: MXNet is retired (Apache Attic, 2023) and no maintained converter installs; "
     "export the model to ONNX (mxnet.onnx.export_model) and compile that",
 }
