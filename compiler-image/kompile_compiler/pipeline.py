@@ -161,7 +161,12 @@ def compile_model(
             reference_p50_ms=reference_ms["p50Ms"],
         )
         manifest["parity"] = parity.wire()
-        manifest["latency"] = {**latency.wire(), "threads": threads, "samples": compiled_ms["samples"]}
+        manifest["latency"] = {
+            **latency.wire(),
+            "threads": threads,
+            "samples": compiled_ms["samples"],
+            "speedupVsReference": round(reference_ms["p50Ms"] / compiled_ms["p50Ms"], 4),
+        }
         progress(
             f"max abs error {parity.max_abs_error:.3g}; p50 {compiled_ms['p50Ms']:.2f} ms "
             f"({imported.reference_name}: {reference_ms['p50Ms']:.2f} ms)"

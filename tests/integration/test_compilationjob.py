@@ -94,6 +94,9 @@ def test_success_creates_the_compiled_model(cluster, namespace, operator, hardwa
     assert cj["status"]["compilationEndTime"]
     succeeded = next(c for c in cj["status"]["conditions"] if c["type"] == "Succeeded")
     assert succeeded["status"] == "True" and succeeded["observedGeneration"] == 1
+    faster = next(c for c in cj["status"]["conditions"] if c["type"] == "FasterThanReference")
+    assert (faster["status"], faster["reason"]) == ("True", "FasterThanReference")
+    assert faster["message"] == "p50 2.50 ms, 1.28x the speed of the reference (3.20 ms)"
     model = get(cluster, "CompiledModel", "ok", namespace)
     assert model["spec"]["artifact"]["sha256"] == DIGEST
     assert model["spec"]["target"] == hardware_target

@@ -119,3 +119,21 @@ def test_one_table_of_tensor_types():
     assert DataType.of_array_type("int64") is DataType.INT64
     assert DataType.of_array_type("torch.bool") is DataType.BOOL
     assert DataType.BYTES.array_type is None and DataType.of_array_type("complex64") is None
+
+
+@pytest.mark.parametrize(
+    "latency, verdict",
+    [
+        ({"p50Ms": 2.5, "referenceP50Ms": 3.2}, (True, "p50 2.50 ms, 1.28x the speed of the reference (3.20 ms)")),
+        (
+            {"p50Ms": 321.7, "referenceP50Ms": 6.81},
+            (False, "p50 321.70 ms is 47.2x slower than the reference (6.81 ms)"),
+        ),
+        ({"p50Ms": 3.0}, None),
+        ({}, None),
+    ],
+)
+def test_latency_says_how_it_compares_with_the_reference(latency, verdict):
+    from kompile.api.compiledmodel import Latency
+
+    assert Latency.model_validate(latency).versus_reference() == verdict

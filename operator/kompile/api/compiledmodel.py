@@ -28,6 +28,22 @@ class Latency(KModel):
     p99_ms: float | None = Field(None, ge=0)
     reference_p50_ms: float | None = Field(None, ge=0, description="The reference runtime's p50, same inputs.")
 
+    def versus_reference(self) -> tuple[bool, str] | None:
+        """Whether the compiled model is faster than its reference runtime, in a sentence with the
+        ratio; None where either side was not measured (e.g. a cross-compiled artifact)."""
+        if not self.p50_ms or not self.reference_p50_ms:
+            return None
+        compiled, reference = self.p50_ms, self.reference_p50_ms
+        if compiled <= reference:
+            return (
+                True,
+                f"p50 {compiled:.2f} ms, {reference / compiled:.2f}x the speed of the reference ({reference:.2f} ms)",
+            )
+        return (
+            False,
+            f"p50 {compiled:.2f} ms is {compiled / reference:.1f}x slower than the reference ({reference:.2f} ms)",
+        )
+
 
 class CompiledModelSpec(KModel):
     artifact: ArtifactRef

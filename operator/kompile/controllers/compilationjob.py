@@ -124,6 +124,13 @@ def sync(cj: dict, kube: Kube, cfg: OperatorConfig) -> Outcome:
             return move(Phase.FAILED, conditions=conditions, failureReason=reason)
         model_name = _publish_model(cj, spec, result, kube)
         out.event("CompiledModelReady", f"CompiledModel {model_name} points at {result.artifact.uri}")
+        # Never a slower model unannounced: say how it compares with the framework's own runtime.
+        if result.latency and (verdict := result.latency.versus_reference()):
+            faster, message = verdict
+            reason = "FasterThanReference" if faster else "SlowerThanReference"
+            conditions = set_condition(conditions, "FasterThanReference", faster, reason, message, generation)
+            if not faster:
+                out.event(reason, message, warning=True)
         return move(
             Phase.COMPLETED, conditions=conditions, artifact=result.artifact.wire(), compiledModelName=model_name
         )
