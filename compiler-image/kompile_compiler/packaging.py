@@ -7,10 +7,14 @@ for a finished one.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
+from kompile.api.common import TensorSpec
 from kompile.api.compilationjob import Artifact
+from kompile.api.compiledmodel import Latency
+from kompile.api.result import CompilerResult
 from kompile.storage import ObjectStore, S3Location, StorageError
 from kompile_compiler.report import CompileError
 from kompile_compiler.source import sha256_file
@@ -40,3 +44,39 @@ def upload(folder: Path, prefix: str, store: ObjectStore) -> str:
     except StorageError as err:
         raise CompileError("OutputNotWritable", str(err)) from None
     return str(loc)
+
+
+def content_key(**parts) -> str:
+    """What makes two compiles the same compile: model bytes, inputs, target, precision, options,
+    compiler versions. The manifest carries it; an identical job reuses the artifact."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def reusable(prefix: str, key: str, store: ObjectStore) -> CompilerResult | None:
+    """The finished artifact at `prefix` when it was compiled with this content key and every
+    file its manifest lists is there; None otherwise (then the job compiles, and overwrites)."""
+    base = S3Location.parse(prefix if prefix.endswith("/") else prefix + "/")
+    try:
+        raw = store.read(base.child(MANIFEST))
+        if raw is None:
+            return None
+        manifest = json.loads(raw)
+        if manifest.get("contentKey") != key:
+            return None
+        sizes = [store.size(base.child(name)) for name in manifest.get("files", {})]
+    except (StorageError, ValueError):
+        return None
+    if any(size is None for size in sizes):
+        return None
+    latency = manifest.get("latency")
+    return CompilerResult(
+        artifact=Artifact(uri=str(base), sha256=hashlib.sha256(raw).hexdigest(), size_bytes=sum(sizes) + len(raw)),
+        precision=manifest["precision"],
+        inputs=[TensorSpec.model_validate(t) for t in manifest["inputs"]],
+        outputs=[TensorSpec.model_validate(t) for t in manifest["outputs"]],
+        latency=Latency.model_validate(
+            {k: latency[k] for k in ("p50Ms", "p90Ms", "p99Ms", "referenceP50Ms") if k in latency}
+        )
+        if latency
+        else None,
+    )

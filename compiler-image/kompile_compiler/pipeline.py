@@ -94,6 +94,20 @@ def compile_model(
         source = fetch(model_uri, workdir, store)
         source_sha = sha256_file(source)
         model_file = locate(source, framework, workdir)
+    key = packaging.content_key(
+        source=source_sha,
+        framework=framework.value,
+        inputs=declared.wire(),
+        target=target.tvm,
+        backend=target.backend.value,
+        precision=precision.value,
+        optLevel=opt_level,
+        compiler=_versions(framework is Framework.XGBOOST),
+    )
+    if upload_to and (done := packaging.reusable(upload_to, key, store or ObjectStore())):
+        # A retried pod, or the same job applied again: the artifact is already whole.
+        progress(f"an identical compile is already at {done.artifact.uri} (sha256 {done.artifact.sha256[:12]}): reused")
+        return done, {"contentKey": key, "reused": True}
     trees_model = None
     with step(progress, f"importing {model_file.name} ({framework.value})"):
         if framework is Framework.XGBOOST:
@@ -138,6 +152,7 @@ def compile_model(
         # How the serving pod loads model.so: TVM's Relax VM, or tl2cgen's tree predictor.
         "runtime": TREE_RUNTIME if trees_model is not None else TVM_RUNTIME,
         "precision": precision.value,
+        "contentKey": key,
         "compiler": {
             **_versions(trees_model is not None),
             "optLevel": opt_level,

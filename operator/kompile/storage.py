@@ -78,6 +78,28 @@ class ObjectStore:
             raise StorageError(f"cannot read {loc}: {err.code}: {err.message}", err.code) from None
         return path
 
+    def read(self, loc: S3Location) -> bytes | None:
+        """An object's bytes, or None where there is no such object."""
+        try:
+            response = self.client.get_object(loc.bucket, loc.key)
+        except S3Error as err:
+            if err.code in ("NoSuchKey", "NoSuchBucket"):
+                return None
+            raise StorageError(f"cannot read {loc}: {err.code}: {err.message}", err.code) from None
+        try:
+            return response.read()
+        finally:
+            response.close()
+            response.release_conn()
+
+    def size(self, loc: S3Location) -> int | None:
+        try:
+            return self.client.stat_object(loc.bucket, loc.key).size
+        except S3Error as err:
+            if err.code in ("NoSuchKey", "NoSuchBucket"):
+                return None
+            raise StorageError(f"cannot read {loc}: {err.code}: {err.message}", err.code) from None
+
     def upload(self, path: Path, loc: S3Location, content_type: str = "application/octet-stream") -> None:
         try:
             self.client.fput_object(loc.bucket, loc.key, str(path), content_type=content_type)

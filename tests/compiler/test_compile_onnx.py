@@ -322,3 +322,35 @@ def test_fp16_auto_cast_reports_its_error(squeezenet, tmp_path):
     # Measured, and within FP16's tolerance; not bit-exact like FP32.
     assert 0 < manifest["parity"]["maxAbsError"] <= 1e-2
     assert (manifest["parity"]["atol"], manifest["parity"]["rtol"]) == (1e-2, 1e-2)
+
+
+def test_an_identical_compile_reuses_the_artifact(s3, tmp_path):
+    """Same model, inputs, target, precision, options: the second job (a retried pod, a job
+    applied again) finds the finished artifact and reuses it; any difference compiles anew."""
+    store, _ = s3
+    model = mlp(tmp_path / "mlp.onnx")
+
+    def run(folder: str, **options):
+        messages: list[str] = []
+        result, manifest = compile_model(
+            model_uri=str(model),
+            framework=Framework.ONNX,
+            data_input_config={"features": [2, 16]},
+            target=host_target(),
+            workdir=tmp_path / folder,
+            upload_to="s3://kompile-artifacts/reuse/mlp/",
+            store=store,
+            progress=messages.append,
+            **options,
+        )
+        return result, manifest, messages
+
+    first, written, _ = run("a")
+    second, manifest, messages = run("b")
+    assert manifest == {"contentKey": written["contentKey"], "reused": True}
+    assert second.artifact == first.artifact and second.outputs == first.outputs
+    assert second.latency == first.latency
+    assert any("reused" in m for m in messages)
+    third, manifest, _ = run("c", opt_level=2)
+    assert "reused" not in manifest and manifest["contentKey"] != written["contentKey"]
+    assert third.artifact.sha256 != first.artifact.sha256
