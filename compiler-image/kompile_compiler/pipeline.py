@@ -23,7 +23,7 @@ from kompile_compiler import frontends, packaging, targets, trees
 from kompile_compiler.frontends.onnx import datatype
 from kompile_compiler.report import CompileError
 from kompile_compiler.source import fetch, locate, sha256_file
-from kompile_compiler.validation import compare, percentiles_ms, sample_inputs
+from kompile_compiler.validation import compare, load_samples, percentiles_ms, sample_inputs
 from kompile_runtime.artifact import TREE_RUNTIME, TVM_RUNTIME, runner
 
 Progress = Callable[[str], None]
@@ -61,6 +61,7 @@ def compile_job(
         upload_to=spec.output_config.s3_output_location,
         store=store,
         progress=progress,
+        sample_data_uri=spec.input_config.sample_data_s3_uri,
     )
 
 
@@ -77,6 +78,7 @@ def compile_model(
     upload_to: str | None = None,
     store: ObjectStore | None = None,
     progress: Progress = stderr_progress,
+    sample_data_uri: str | None = None,
 ) -> tuple[CompilerResult, dict]:
     try:
         declared = parse_data_input_config(data_input_config, framework)
@@ -94,7 +96,15 @@ def compile_model(
         source = fetch(model_uri, workdir, store)
         source_sha = sha256_file(source)
         model_file = locate(source, framework, workdir)
+    sample_path = None
+    if sample_data_uri:
+        with step(progress, "fetching the sample inputs"):
+            try:
+                sample_path = fetch(sample_data_uri, workdir / "samples", store)
+            except CompileError as err:
+                raise CompileError("InvalidSampleData", f"sample data: {err.detail}") from None
     key = packaging.content_key(
+        samples=sha256_file(sample_path) if sample_path else None,
         source=source_sha,
         framework=framework.value,
         inputs=declared.wire(),
@@ -132,7 +142,11 @@ def compile_model(
         _compile_tvm(imported.mod, library, target, precision, opt_level, progress)
     compile_seconds = time.perf_counter() - started
 
-    feed = sample_inputs(imported.inputs)
+    if sample_path is not None:
+        feeds = load_samples(sample_path, imported.inputs)
+    else:
+        feeds = [sample_inputs(imported.inputs)]
+    feed = feeds[0]
     reference = [np.asarray(r) for r in imported.reference(feed)]
     output_names = imported.output_names or [f"output{i}" for i in range(len(reference))]
     outputs = [
@@ -164,8 +178,13 @@ def compile_model(
     if (reason := targets.why_not_runnable_here(target)) is None:
         run = runner(manifest["runtime"], library)
         args = [feed[t.name] for t in imported.inputs]
-        with step(progress, f"checking outputs against {imported.reference_name}"):
+        with step(progress, f"checking outputs against {imported.reference_name} ({len(feeds)} samples)"):
             parity = compare(output_names, run(*args), reference, precision, imported.reference_name)
+            for other in feeds[1:]:
+                expected = [np.asarray(r) for r in imported.reference(other)]
+                got = run(*[other[t.name] for t in imported.inputs])
+                parity = parity.worst(compare(output_names, got, expected, precision, imported.reference_name))
+            parity.inputs = "user samples" if sample_path is not None else "random"
         with step(progress, f"measuring latency ({threads} threads)"):
             compiled_ms = percentiles_ms(lambda: run(*args))
             reference_ms = percentiles_ms(lambda: imported.reference(feed))

@@ -34,6 +34,38 @@ def sample_inputs(specs: list[TensorSpec], seed: int = 0) -> dict[str, np.ndarra
     return out
 
 
+def load_samples(path, specs: list[TensorSpec]) -> list[dict[str, np.ndarray]]:
+    """The user's sample inputs (an .npz named like the inputs), as one feed per sample."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {name: data[name] for name in data.files}
+    except Exception as err:  # noqa: BLE001 - numpy says what it could not read
+        raise CompileError("InvalidSampleData", f"not an .npz numpy can read: {err}") from None
+    unknown = sorted(set(arrays) - {s.name for s in specs})
+    if unknown:
+        raise CompileError(
+            "InvalidSampleData", f"array {unknown[0]!r} names no input; the inputs are {[s.name for s in specs]}"
+        )
+    counts = set()
+    for spec in specs:
+        if spec.name not in arrays:
+            raise CompileError("InvalidSampleData", f"no array for input {spec.name!r}")
+        value = arrays[spec.name]
+        if list(value.shape) == spec.shape:
+            value = value[None]
+        elif list(value.shape[1:]) != spec.shape:
+            raise CompileError(
+                "InvalidSampleData",
+                f"input {spec.name!r}: samples are {list(value.shape)}, the input is {spec.shape} "
+                f"(give {spec.shape} or a stack [k, {', '.join(map(str, spec.shape))}])",
+            )
+        arrays[spec.name] = value.astype(spec.datatype.array_type, copy=False)
+        counts.add(value.shape[0])
+    if len(counts) != 1:
+        raise CompileError("InvalidSampleData", f"the inputs have different numbers of samples: {sorted(counts)}")
+    return [{name: arrays[name][i] for name in arrays} for i in range(counts.pop())]
+
+
 @dataclass
 class Parity:
     max_abs_error: float
@@ -41,6 +73,8 @@ class Parity:
     atol: float
     rtol: float
     reference: str
+    samples: int = 1
+    inputs: str = "random"
 
     def wire(self) -> dict:
         return {
@@ -49,7 +83,20 @@ class Parity:
             "atol": self.atol,
             "rtol": self.rtol,
             "reference": self.reference,
+            "samples": self.samples,
+            "inputs": self.inputs,
         }
+
+    def worst(self, other: Parity) -> Parity:
+        return Parity(
+            max(self.max_abs_error, other.max_abs_error),
+            max(self.max_rel_error, other.max_rel_error),
+            self.atol,
+            self.rtol,
+            self.reference,
+            self.samples + other.samples,
+            self.inputs,
+        )
 
 
 def compare(

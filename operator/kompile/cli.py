@@ -116,6 +116,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
                 workdir=Path(workdir),
                 output_dir=Path(args.output),
                 upload_to=args.upload,
+                sample_data_uri=args.sample_data,
             )
     except CompileError as err:
         print(f"{err.reason}: {err.detail}", file=sys.stderr)
@@ -196,6 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     comp.add_argument("--precision", default="FP32", choices=[p.value for p in Precision])
     comp.add_argument("--opt-level", type=int, default=3, choices=range(4))
     comp.add_argument("-o", "--output", required=True, help="the artifact folder to write")
+    comp.add_argument(
+        "--sample-data", metavar="NPZ", help="sample inputs for the parity check (file or s3://), named like the inputs"
+    )
     comp.add_argument("--upload", metavar="S3_PREFIX", help="also upload the artifact there (manifest last)")
     comp.set_defaults(func=cmd_compile)
     for name, func, text in (("run", cmd_run, "run an artifact once"), ("bench", cmd_bench, "time an artifact")):

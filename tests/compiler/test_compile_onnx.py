@@ -354,3 +354,46 @@ def test_an_identical_compile_reuses_the_artifact(s3, tmp_path):
     third, manifest, _ = run("c", opt_level=2)
     assert "reused" not in manifest and manifest["contentKey"] != written["contentKey"]
     assert third.artifact.sha256 != first.artifact.sha256
+
+
+def test_user_samples_from_s3_drive_the_parity_check(s3, tmp_path):
+    store, _ = s3
+    model = mlp(tmp_path / "mlp.onnx")
+    samples = np.random.default_rng(9).standard_normal((3, 2, 16)).astype(np.float32)  # three samples of [2, 16]
+    np.savez(tmp_path / "samples.npz", features=samples)
+    store.upload(tmp_path / "samples.npz", S3Location.parse("s3://kompile-models/mlp/samples.npz"))
+    _, manifest = compile_model(
+        model_uri=str(model),
+        framework=Framework.ONNX,
+        data_input_config={"features": [2, 16]},
+        target=host_target(),
+        workdir=tmp_path / "work",
+        store=store,
+        progress=lambda _: None,
+        sample_data_uri="s3://kompile-models/mlp/samples.npz",
+    )
+    assert manifest["parity"]["samples"] == 3 and manifest["parity"]["inputs"] == "user samples"
+    assert manifest["parity"]["maxAbsError"] <= 1e-4
+
+
+@pytest.mark.parametrize(
+    "arrays, detail",
+    [
+        ({"feature": np.zeros((2, 16), np.float32)}, "array 'feature' names no input; the inputs are ['features']"),
+        ({"features": np.zeros((2, 8), np.float32)}, "input 'features': samples are [2, 8], the input is [2, 16]"),
+        ({}, "no array for input 'features'"),
+    ],
+)
+def test_bad_samples_say_what_does_not_fit(tmp_path, arrays, detail):
+    np.savez(tmp_path / "samples.npz", **arrays)
+    with pytest.raises(CompileError) as err:
+        compile_model(
+            model_uri=str(mlp(tmp_path / "mlp.onnx")),
+            framework=Framework.ONNX,
+            data_input_config={"features": [2, 16]},
+            target=host_target(),
+            workdir=tmp_path / "work",
+            progress=lambda _: None,
+            sample_data_uri=str(tmp_path / "samples.npz"),
+        )
+    assert err.value.reason == "InvalidSampleData" and detail in err.value.detail

@@ -57,6 +57,13 @@ class InputConfig(KModel):
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
 
+    sample_data_s3_uri: S3Uri | None = Field(
+        None,
+        description="Sample inputs for the parity check: an .npz whose arrays are named like the model's inputs, "
+        "each of the input's shape or a stack of samples [k, ...shape]. Random inputs of the declared shapes "
+        "where absent.",
+    )
+
     def parsed_inputs(self) -> DataInputConfig:
         return parse_data_input_config(self.data_input_config, self.framework)
 
