@@ -176,7 +176,7 @@ def compile_model(
     }
     latency = None
     if (reason := targets.why_not_runnable_here(target)) is None:
-        run = runner(manifest["runtime"], library)
+        run = runner(manifest["runtime"], out, [t.name for t in imported.inputs])
         args = [feed[t.name] for t in imported.inputs]
         with step(progress, f"checking outputs against {imported.reference_name} ({len(feeds)} samples)"):
             parity = compare(output_names, run(*args), reference, precision, imported.reference_name)

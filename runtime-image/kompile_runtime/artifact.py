@@ -68,17 +68,23 @@ def fetch(uri: str, folder: Path, store: ObjectStore | None = None) -> Path:
     return folder
 
 
-TVM_RUNTIME, TREE_RUNTIME = "tvm-relax-vm", "tl2cgen"
+TVM_RUNTIME, TREE_RUNTIME, ONNX_RUNTIME = "tvm-relax-vm", "tl2cgen", "onnxruntime"
+# The file each runtime loads. ONNX_RUNTIME serves a model uncompiled, for comparisons.
+MODEL_FILES = {TVM_RUNTIME: "model.so", TREE_RUNTIME: "model.so", ONNX_RUNTIME: "model.onnx"}
 
 
-def runner(kind: str, library: Path) -> Callable[..., list[np.ndarray]]:
-    """A callable over the library, by the runtime its manifest names; the compile pod's parity
-    check uses the same one the serving pod does."""
+def runner(kind: str, folder: Path, input_names: list[str]) -> Callable[..., list[np.ndarray]]:
+    """A callable over the artifact's model file, by the runtime its manifest names, taking the
+    inputs in the manifest's order; the compile pod's parity check uses the same one the
+    serving pod does."""
+    if kind not in MODEL_FILES:
+        raise ArtifactError("ArtifactInvalid", f"the manifest names runtime {kind!r}, which this server does not have")
+    model = folder / MODEL_FILES[kind]
     if kind == TREE_RUNTIME:
-        return _tree_runner(library)
-    if kind == TVM_RUNTIME:
-        return _vm_runner(library)
-    raise ArtifactError("ArtifactInvalid", f"the manifest names runtime {kind!r}, which this server does not have")
+        return _tree_runner(model)
+    if kind == ONNX_RUNTIME:
+        return _onnx_runner(model, input_names)
+    return _vm_runner(model)
 
 
 def _vm_runner(library: Path) -> Callable[..., list[np.ndarray]]:
@@ -103,6 +109,22 @@ def _tree_runner(library: Path) -> Callable[..., list[np.ndarray]]:
     def run(x: np.ndarray) -> list[np.ndarray]:
         out = predictor.predict(tl2cgen.DMatrix(np.ascontiguousarray(x, dtype=np.float32)))
         return [np.asarray(out, dtype=np.float32).reshape(x.shape[0], -1)]
+
+    return run
+
+
+def _onnx_runner(model: Path, input_names: list[str]) -> Callable[..., list[np.ndarray]]:
+    import os
+
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    # The same thread budget a compiled model gets (the container's CPU limit).
+    options.intra_op_num_threads = int(os.environ.get("TVM_NUM_THREADS") or 0)
+    session = onnxruntime.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+
+    def run(*arrays: np.ndarray) -> list[np.ndarray]:
+        return session.run(None, dict(zip(input_names, arrays, strict=True)))
 
     return run
 
@@ -138,11 +160,10 @@ class LoadedModel:
 
 def load(folder: Path, expected_sha256: str | None = None) -> LoadedModel:
     manifest = verify(folder, expected_sha256)
-    run = runner(manifest.get("runtime", TVM_RUNTIME), folder / "model.so")
-
+    inputs = [TensorSpec.model_validate(t) for t in manifest["inputs"]]
     return LoadedModel(
         manifest=manifest,
-        inputs=[TensorSpec.model_validate(t) for t in manifest["inputs"]],
+        inputs=inputs,
         outputs=[TensorSpec.model_validate(t) for t in manifest["outputs"]],
-        _run=run,
+        _run=runner(manifest.get("runtime", TVM_RUNTIME), folder, [t.name for t in inputs]),
     )

@@ -94,3 +94,31 @@ def test_cli_run_and_bench(artifact, capsys):
     with pytest.raises(SystemExit) as code:
         main(["run", str(folder), "--sha256", "0" * 64])
     assert code.value.code == 2
+
+
+def test_an_uncompiled_onnx_artifact_serves_through_onnxruntime(artifact, tmp_path):
+    """The recommender's baseline: the source model in the same artifact format, same loader."""
+    import shutil
+
+    from kompile_compiler import packaging
+
+    compiled_folder, result = artifact
+    folder = tmp_path / "uncompiled"
+    folder.mkdir()
+    shutil.copy(tmp_path / "mlp.onnx", folder / "model.onnx")
+    written = packaging.write_manifest(
+        folder,
+        {
+            "runtime": "onnxruntime",
+            "inputs": [t.wire() for t in result.inputs],
+            "outputs": [t.wire() for t in result.outputs],
+        },
+    )
+    baseline, compiled = load(folder, written.sha256), load(compiled_folder, result.artifact.sha256)
+    x = np.random.default_rng(3).standard_normal((2, 16)).astype(np.float32)
+    np.testing.assert_allclose(baseline({"features": x})[0], compiled({"features": x})[0], atol=1e-4)
+    manifest = folder / "manifest.json"
+    manifest.write_text(manifest.read_text().replace('"onnxruntime"', '"tensorrt"'))
+    with pytest.raises(ArtifactError) as err:
+        load(folder)
+    assert (err.value.reason, "tensorrt" in err.value.detail) == ("ArtifactInvalid", True)
