@@ -30,7 +30,6 @@ Progress = Callable[[str], None]
 
 UNSUPPORTED_PRECISION = {
     Precision.BF16: "not supported yet: TVM's mixed-precision pass produces float16 only; use FP16 or FP32",
-    Precision.INT8: "not supported yet: INT8 will come from QDQ-quantized ONNX models; use FP32 or FP16",
 }
 
 
@@ -129,7 +128,12 @@ def compile_model(
                 None, trees.inputs(trees_model, declared), reference_run, reference_name, [trees.OUTPUT]
             )
         else:
-            imported = frontends.load(framework, model_file, declared, threads)
+            if precision is Precision.INT8 and framework is not Framework.ONNX:
+                raise CompileError(
+                    "UnsupportedPrecision",
+                    f"INT8: only QDQ-quantized ONNX models compile to INT8, not {framework.value}",
+                )
+            imported = frontends.load(framework, model_file, declared, threads, quantized=precision is Precision.INT8)
 
     out = output_dir or workdir / "artifact"
     out.mkdir(parents=True, exist_ok=True)

@@ -193,6 +193,67 @@ def test_archives_are_unpacked_safely(tmp_path, entries, reason, fragment):
     assert not (tmp_path / "evil.onnx").exists()
 
 
+def qdq(source, path):
+    """`source` quantized to INT8 by onnxruntime's own tools (static, QDQ format), calibrated on
+    a few random images."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class Images(CalibrationDataReader):
+        def __init__(self):
+            self.rng, self.left = np.random.default_rng(11), 4
+
+        def get_next(self):
+            if not self.left:
+                return None
+            self.left -= 1
+            return {"data_0": self.rng.standard_normal((1, 3, 224, 224)).astype(np.float32)}
+
+    quantize_static(
+        str(source),
+        str(path),
+        Images(),
+        quant_format=QuantFormat.QDQ,
+        activation_type=QuantType.QInt8,
+        weight_type=QuantType.QInt8,
+    )
+    return path
+
+
+def test_int8_from_a_qdq_model_matches_onnxruntime_and_says_how_fast(squeezenet, tmp_path):
+    from kompile.api import Precision
+
+    model = qdq(squeezenet, tmp_path / "squeezenet-int8.onnx")
+    result, manifest = compile_model(
+        model_uri=str(model),
+        framework=Framework.ONNX,
+        data_input_config={"data_0": [1, 3, 224, 224]},
+        target=host_target(),
+        precision=Precision.INT8,
+        workdir=tmp_path / "work",
+        progress=lambda _: None,
+    )
+    assert manifest["precision"] == "INT8" and result.precision is Precision.INT8
+    assert manifest["parity"]["reference"].startswith("onnxruntime")
+    assert manifest["parity"]["maxAbsError"] <= manifest["parity"]["atol"] + manifest["parity"]["rtol"]
+    assert manifest["latency"]["speedupVsReference"] > 0  # measured, whichever way it goes
+
+
+def test_int8_needs_a_quantized_model(squeezenet, tmp_path):
+    from kompile.api import Precision
+
+    with pytest.raises(CompileError) as err:
+        compile_model(
+            model_uri=str(squeezenet),
+            framework=Framework.ONNX,
+            data_input_config={"data_0": [1, 3, 224, 224]},
+            target=host_target(),
+            precision=Precision.INT8,
+            workdir=tmp_path,
+        )
+    assert err.value.reason == "UnsupportedPrecision"
+    assert err.value.detail.startswith("INT8: the model has no QuantizeLinear/DequantizeLinear nodes")
+
+
 def test_unsupported_precision_and_framework_say_so(squeezenet, tmp_path):
     from kompile.api import Precision
 

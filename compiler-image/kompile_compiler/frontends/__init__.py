@@ -27,11 +27,11 @@ def show(dims) -> str:
     return "[" + ",".join(str(d) for d in dims) + "]"
 
 
-def load(framework: Framework, path: Path, inputs: DataInputConfig, threads: int) -> Imported:
+def load(framework: Framework, path: Path, inputs: DataInputConfig, threads: int, quantized: bool = False) -> Imported:
     if framework is Framework.ONNX:
         from kompile_compiler.frontends import onnx
 
-        return onnx.load(path, inputs, threads)
+        return onnx.load(path, inputs, threads, quantized=quantized)
     if framework is Framework.PYTORCH:
         from kompile_compiler.frontends import pytorch
 

@@ -59,12 +59,35 @@ def check_inputs(model_side: list[tuple[str, list, np.dtype]], declared: DataInp
             )
 
 
-def load(path: Path, inputs: DataInputConfig, threads: int) -> Imported:
+QDQ_OPS = {"QuantizeLinear", "DequantizeLinear"}
+
+
+def _list_initializers_as_inputs(model: onnx.ModelProto) -> bool:
+    """IR 3 wants every initializer among the graph's inputs; onnxruntime's quantizer adds scales
+    and zero points to IR 3 models without listing them. List them, as IR 3 means."""
+    if model.ir_version >= 4:
+        return False
+    listed = {i.name for i in model.graph.input}
+    missing = [t for t in model.graph.initializer if t.name not in listed]
+    for tensor in missing:
+        model.graph.input.append(onnx.helper.make_tensor_value_info(tensor.name, tensor.data_type, tensor.dims))
+    return bool(missing)
+
+
+def load(path: Path, inputs: DataInputConfig, threads: int, quantized: bool = False) -> Imported:
     try:
         model = onnx.load(str(path))
+        # The reference runtime reads the same model TVM imports, fixed where it had to be.
+        source = model.SerializeToString() if _list_initializers_as_inputs(model) else str(path)
         onnx.checker.check_model(model)
     except Exception as err:  # noqa: BLE001 - onnx raises several kinds for a bad file
         raise CompileError("InvalidModel", f"{path.name} is not a valid ONNX model: {err}") from None
+    if quantized and not QDQ_OPS & {n.op_type for n in model.graph.node}:
+        raise CompileError(
+            "UnsupportedPrecision",
+            "INT8: the model has no QuantizeLinear/DequantizeLinear nodes; quantize it first, e.g. with "
+            "onnxruntime.quantization.quantize_static(..., quant_format=QuantFormat.QDQ), and compile that",
+        )
     model_side = model_inputs(model)
     check_inputs(model_side, inputs)
 
@@ -84,7 +107,7 @@ def load(path: Path, inputs: DataInputConfig, threads: int) -> Imported:
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.log_severity_level = 3  # old exporters' unused initializers make it warn at length
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
     return Imported(
         mod=mod,
         inputs=[TensorSpec(name=n, shape=list(inputs.inputs[n]), datatype=datatype(t)) for n, _, t in model_side],
