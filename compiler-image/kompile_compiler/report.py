@@ -7,10 +7,7 @@ operator copies into `status.failureReason`. Exit codes separate the user's erro
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
-from kompile.api.result import TERMINATION_LOG, TERMINATION_MESSAGE_LIMIT, CompilerResult
+from kompile.api.result import TERMINATION_MESSAGE_LIMIT, CompilerResult, failure_line, write_termination_message
 
 EXIT_OK = 0
 EXIT_USER_ERROR = 2
@@ -27,31 +24,19 @@ class CompileError(Exception):
         self.reason, self.detail = reason, detail
 
 
-def _path() -> Path:
-    return Path(os.environ.get("KOMPILE_TERMINATION_LOG", TERMINATION_LOG))
-
-
-def _write(text: str) -> None:
-    data = text.encode()[:TERMINATION_MESSAGE_LIMIT]
-    try:
-        _path().write_bytes(data)
-    except OSError:
-        pass  # outside a pod (a laptop run) there is no termination log; stderr has it all
-
-
 def report_success(result: CompilerResult) -> int:
     text = result.model_dump_json(by_alias=True, exclude_none=True)
     if len(text.encode()) > TERMINATION_MESSAGE_LIMIT:
         # The kubelet keeps 4 KiB; tensor lists are in the manifest beside the artifact anyway.
         text = result.model_copy(update={"inputs": [], "outputs": []}).model_dump_json(by_alias=True, exclude_none=True)
-    _write(text)
+    write_termination_message(text)
     return EXIT_OK
 
 
 def report_failure(error: BaseException) -> int:
     if isinstance(error, CompileError):
-        line, code = f"{error.reason}: {error.detail}", error.exit_code
+        line, code = failure_line(error.reason, error.detail), error.exit_code
     else:
-        line, code = f"InternalError: {type(error).__name__}: {error}", EXIT_INTERNAL_ERROR
-    _write(" ".join(line.split()) + "\n")
+        line, code = failure_line("InternalError", f"{type(error).__name__}: {error}"), EXIT_INTERNAL_ERROR
+    write_termination_message(line)
     return code

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,8 +115,6 @@ def _tree_runner(library: Path) -> Callable[..., list[np.ndarray]]:
 
 
 def _onnx_runner(model: Path, input_names: list[str]) -> Callable[..., list[np.ndarray]]:
-    import os
-
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
@@ -134,7 +133,8 @@ class LoadedModel:
     manifest: dict
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
-    _run: Callable[..., object]
+    # The model on inputs already checked and in the model's order (see check).
+    run: Callable[..., list[np.ndarray]]
 
     def check(self, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
         """The inputs in the model's order, or InvalidInput naming what is wrong."""
@@ -155,7 +155,7 @@ class LoadedModel:
         return ordered
 
     def __call__(self, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
-        return self._run(*self.check(feed))
+        return self.run(*self.check(feed))
 
 
 def load(folder: Path, expected_sha256: str | None = None) -> LoadedModel:
@@ -165,5 +165,5 @@ def load(folder: Path, expected_sha256: str | None = None) -> LoadedModel:
         manifest=manifest,
         inputs=inputs,
         outputs=[TensorSpec.model_validate(t) for t in manifest["outputs"]],
-        _run=runner(manifest.get("runtime", TVM_RUNTIME), folder, [t.name for t in inputs]),
+        run=runner(manifest.get("runtime", TVM_RUNTIME), folder, [t.name for t in inputs]),
     )

@@ -12,6 +12,11 @@ from __future__ import annotations
 import logging
 
 import orjson
+from kserve import InferInput, InferRequest
+from kserve.errors import InvalidInput
+from kserve.protocol.infer_type import RequestedOutput
+
+from kompile_runtime.asgi import respond, respond_json
 
 log = logging.getLogger("kompile.runtime")
 HEADER = "inference-header-content-length"
@@ -19,10 +24,6 @@ HEADER = "inference-header-content-length"
 
 def decode(body: bytes, json_length: int, model_name: str):
     """A kserve InferRequest whose binary inputs keep their raw bytes."""
-    from kserve import InferInput, InferRequest
-    from kserve.errors import InvalidInput
-    from kserve.protocol.infer_type import RequestedOutput
-
     if not 0 < json_length <= len(body):
         raise InvalidInput(f"{HEADER} is {json_length}, the body has {len(body)} bytes")
     try:
@@ -68,19 +69,12 @@ class BinaryTensorFastPath:
         self.app, self.model = app, model
         self.path = f"/v2/models/{model.name}/infer"
 
-    async def _reply(self, send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]):
-        headers = [*headers, (b"content-length", str(len(body)).encode())]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
-
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != self.path:
             return await self.app(scope, receive, send)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         if HEADER not in headers:
             return await self.app(scope, receive, send)
-
-        from kserve.errors import InvalidInput
 
         chunks, more = [], True
         while more:
@@ -95,17 +89,13 @@ class BinaryTensorFastPath:
             response, _ = await self.model(request, headers)
             payload, json_size = response.to_rest()
         except InvalidInput as err:
-            return await self._reply(
-                send, 400, orjson.dumps({"error": str(err)}), [(b"content-type", b"application/json")]
-            )
+            return await respond_json(send, 400, {"error": str(err)})
         except Exception as err:  # noqa: BLE001 - the client gets a 500 with the reason; the server goes on
             log.exception("inference failed")
-            return await self._reply(
-                send, 500, orjson.dumps({"error": str(err)}), [(b"content-type", b"application/json")]
-            )
+            return await respond_json(send, 500, {"error": str(err)})
         if json_size is None:
-            return await self._reply(send, 200, orjson.dumps(payload), [(b"content-type", b"application/json")])
-        return await self._reply(
+            return await respond_json(send, 200, payload)
+        return await respond(
             send,
             200,
             payload,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+from kompile_runtime.asgi import respond_json
 
 
 class BodyTooLarge(BaseException):
@@ -16,18 +16,14 @@ class BodySizeLimit:
     def __init__(self, app, max_bytes: int):
         self.app, self.max_bytes = app, max_bytes
 
-    async def _refuse(self, send, detail: str):
-        body = json.dumps({"error": detail}).encode()
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-        await send({"type": "http.response.start", "status": 413, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
-
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            return await self._refuse(send, f"request body is {int(declared)} bytes; the limit is {self.max_bytes}")
+            return await respond_json(
+                send, 413, {"error": f"request body is {int(declared)} bytes; the limit is {self.max_bytes}"}
+            )
 
         seen = 0
         started = False
@@ -50,4 +46,4 @@ class BodySizeLimit:
             await self.app(scope, counted_receive, tracked_send)
         except BodyTooLarge:
             if not started:
-                await self._refuse(send, f"request body passed the limit of {self.max_bytes} bytes")
+                await respond_json(send, 413, {"error": f"request body passed the limit of {self.max_bytes} bytes"})

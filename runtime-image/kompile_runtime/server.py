@@ -10,29 +10,29 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import kserve
 import numpy as np
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from kserve.errors import InvalidInput
+from kserve.model_server import app
 
 from kompile.api.common import DataType
+from kompile.api.result import failure_line, write_termination_message
 from kompile_runtime import artifact
-from kompile_runtime.metrics import BATCH_SIZE, INFERENCE_SECONDS, LOAD_SECONDS, MODEL
+from kompile_runtime.binary import BinaryTensorFastPath
+from kompile_runtime.limits import BodySizeLimit
+from kompile_runtime.metrics import BATCH_SIZE, INFERENCE_SECONDS, LOAD_SECONDS, MODEL, RequestMetrics
 from kompile_runtime.settings import ServerSettings
 
 log = logging.getLogger("kompile.runtime")
 
 
-def _kserve():
-    # kserve parses sys.argv when imported; import it only where the server really starts.
-    import kserve
-
-    return kserve
-
-
-class CompiledModel(_kserve().Model):
+class CompiledModel(kserve.Model):
     def __init__(self, settings: ServerSettings):
         super().__init__(settings.model_name)
         self.settings = settings
@@ -79,42 +79,44 @@ class CompiledModel(_kserve().Model):
 
     # -- inference -----------------------------------------------------------------------------
 
-    def _feed(self, request) -> dict[str, np.ndarray]:
-        invalid = _kserve().errors.InvalidInput
+    def _feed(self, request) -> list[np.ndarray]:
+        """The request's tensors in the model's order, checked; InvalidInput (a 400) names what is wrong."""
         specs = {spec.name: spec for spec in self.model.inputs}
         feed: dict[str, np.ndarray] = {}
         for tensor in request.inputs:
             spec = specs.get(tensor.name)
             if spec is None:
-                raise invalid(f"unknown input {tensor.name!r}; the model's inputs are {list(specs)}")
+                raise InvalidInput(f"unknown input {tensor.name!r}; the model's inputs are {list(specs)}")
             if tensor.name in feed:
-                raise invalid(f"input {tensor.name!r} is given twice")
+                raise InvalidInput(f"input {tensor.name!r} is given twice")
+            # Checked on the request's own terms before its data is decoded.
             if tensor.datatype != spec.datatype.value:
-                raise invalid(f"input {tensor.name!r} has datatype {tensor.datatype}, the model takes {spec.datatype}")
+                raise InvalidInput(
+                    f"input {tensor.name!r} has datatype {tensor.datatype}, the model takes {spec.datatype}"
+                )
             if list(tensor.shape) != spec.shape:
-                raise invalid(f"input {tensor.name!r} has shape {list(tensor.shape)}, the model takes {spec.shape}")
+                raise InvalidInput(
+                    f"input {tensor.name!r} has shape {list(tensor.shape)}, the model takes {spec.shape}"
+                )
             try:
                 feed[tensor.name] = tensor.as_numpy()
             except (ValueError, TypeError) as err:
-                raise invalid(f"input {tensor.name!r}: data does not fit shape {spec.shape}: {err}") from None
+                raise InvalidInput(f"input {tensor.name!r}: data does not fit shape {spec.shape}: {err}") from None
         try:
-            self.model.check(feed)
+            return self.model.check(feed)
         except artifact.InvalidInput as err:
-            raise invalid(str(err)) from None
-        return feed
+            raise InvalidInput(str(err)) from None
 
-    def _run(self, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+    def _run(self, ordered: list[np.ndarray]) -> list[np.ndarray]:
         start = time.perf_counter()
-        outputs = self.model(feed)
+        outputs = self.model.run(*ordered)
         INFERENCE_SECONDS.labels(self.name).observe(time.perf_counter() - start)
         return outputs
 
     async def predict(self, payload, headers=None, response_headers=None):
-        kserve = _kserve()
-        feed = self._feed(payload)
-        first = feed[self.model.inputs[0].name]
-        BATCH_SIZE.labels(self.name).observe(first.shape[0] if first.ndim else 1)
-        outputs = await asyncio.get_running_loop().run_in_executor(self._executor, self._run, feed)
+        ordered = self._feed(payload)
+        BATCH_SIZE.labels(self.name).observe(ordered[0].shape[0] if ordered[0].ndim else 1)
+        outputs = await asyncio.get_running_loop().run_in_executor(self._executor, self._run, ordered)
         binary = payload.use_binary_outputs
         result = []
         for spec, value in zip(self.model.outputs, outputs, strict=True):
@@ -137,39 +139,20 @@ def _datatype(value: np.ndarray) -> str:
 async def _invalid_body(_request, exc):
     """A body that is not a v2 request is the client's error: 400 in the protocol's error shape
     (FastAPI's default is a 422 in its own shape)."""
-    from fastapi.responses import JSONResponse
-
     problems = "; ".join(
         f"{e.get('msg', 'invalid')} at {'.'.join(str(p) for p in e.get('loc', ()))}" for e in exc.errors()
     )
     return JSONResponse(status_code=400, content={"error": f"invalid inference request: {problems}"})
 
 
-def _report(settings: ServerSettings, reason: str, detail: str) -> None:
-    """One line for `kubectl describe pod` (termination message) and the log."""
-    line = f"{reason}: {detail}"
-    log.error(line)
-    try:
-        settings.termination_log.write_text(line[:4000] + "\n")
-    except OSError:
-        pass
-
-
 def serve(settings: ServerSettings) -> int:
-    kserve = _kserve()
-    from fastapi.exceptions import RequestValidationError
-    from kserve.model_server import app
-
-    from kompile_runtime.binary import BinaryTensorFastPath
-    from kompile_runtime.limits import BodySizeLimit
-    from kompile_runtime.metrics import RequestMetrics
-
     model = CompiledModel(settings)
     try:
         model.load()
     except artifact.ArtifactError as err:
-        # A pod that cannot prove what it serves never becomes ready.
-        _report(settings, err.reason, err.detail)
+        # A pod that cannot prove what it serves never becomes ready; `kubectl describe pod` says why.
+        log.error("%s: %s", err.reason, err.detail)
+        write_termination_message(failure_line(err.reason, err.detail))
         return 1
     app.add_exception_handler(RequestValidationError, _invalid_body)
     # Starlette runs the last added middleware first: size limit, then metrics, then the fast path.
@@ -187,8 +170,7 @@ def serve(settings: ServerSettings) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    # kserve reads its own flags from sys.argv; ours come from the environment only.
-    sys.argv = [sys.argv[0]]
+def main() -> int:
+    # Settings come from the environment only (kserve reads its own flags, none here, at import).
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return serve(ServerSettings())

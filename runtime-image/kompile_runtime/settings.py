@@ -24,4 +24,3 @@ class ServerSettings(BaseSettings):
     max_request_bytes: int = Field(64 * 1024 * 1024, ge=1024)
     # Seconds uvicorn waits for in-flight requests after SIGTERM.
     grace_period_seconds: int = Field(20, ge=0)
-    termination_log: Path = Path("/dev/termination-log")

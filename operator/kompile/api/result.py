@@ -12,6 +12,8 @@ object storage beside the artifact.
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 from pydantic import Field, ValidationError
 
@@ -22,6 +24,22 @@ from kompile.api.hardwaretarget import HardwareTargetSpec
 
 TERMINATION_LOG = "/dev/termination-log"
 TERMINATION_MESSAGE_LIMIT = 4096
+
+
+def write_termination_message(text: str) -> None:
+    """What a pod (compiler or server) says as it ends, where the kubelet reads it
+    (KOMPILE_TERMINATION_LOG overrides the path for runs outside a pod), cut to what it keeps."""
+    try:
+        Path(os.environ.get("KOMPILE_TERMINATION_LOG", TERMINATION_LOG)).write_bytes(
+            text.encode()[:TERMINATION_MESSAGE_LIMIT]
+        )
+    except OSError:
+        pass  # outside a pod (a laptop run) there is no termination log; stderr has it all
+
+
+def failure_line(reason: str, detail: str) -> str:
+    """The one line `Reason: detail` the operator turns into a failureReason."""
+    return " ".join(f"{reason}: {detail}".split()) + "\n"
 
 
 class NamedTarget(KModel):
