@@ -83,15 +83,15 @@ def compile_model(
         declared = parse_data_input_config(data_input_config, framework)
     except DataInputConfigError as err:
         raise CompileError(err.reason, str(err)) from None
-    if precision in UNSUPPORTED_PRECISION:
-        raise CompileError("UnsupportedPrecision", f"{precision.value}: {UNSUPPORTED_PRECISION[precision]}")
+    if problem := _precision_problem(framework, precision):
+        raise CompileError("UnsupportedPrecision", problem)
     targets.BACKENDS[target.backend].check()
     threads = int(os.environ.get("TVM_NUM_THREADS") or (target.tvm or {}).get("num-cores") or os.cpu_count() or 1)
     os.environ["TVM_NUM_THREADS"] = str(threads)  # read by TVM's thread pool when it first runs
 
+    if store is None and (model_uri.startswith("s3://") or upload_to):
+        store = ObjectStore()
     with step(progress, "fetching the model"):
-        if model_uri.startswith("s3://") and store is None:
-            store = ObjectStore()
         source = fetch(model_uri, workdir, store)
         source_sha = sha256_file(source)
         model_file = locate(source, framework, workdir)
@@ -102,6 +102,7 @@ def compile_model(
                 sample_path = fetch(sample_data_uri, workdir / "samples", store)
             except CompileError as err:
                 raise CompileError("InvalidSampleData", f"sample data: {err.detail}") from None
+    versions = _versions(framework)
     key = packaging.content_key(
         samples=sha256_file(sample_path) if sample_path else None,
         source=source_sha,
@@ -111,37 +112,21 @@ def compile_model(
         backend=target.backend.value,
         precision=precision.value,
         optLevel=opt_level,
-        compiler=_versions(framework is Framework.XGBOOST),
+        compiler=versions,
     )
-    if upload_to and (done := packaging.reusable(upload_to, key, store or ObjectStore())):
+    if upload_to and (done := packaging.reusable(upload_to, key, store)):
         # A retried pod, or the same job applied again: the artifact is already whole.
         progress(f"an identical compile is already at {done.artifact.uri} (sha256 {done.artifact.sha256[:12]}): reused")
         return done, {"contentKey": key, "reused": True}
-    trees_model = None
     with step(progress, f"importing {model_file.name} ({framework.value})"):
-        if framework is Framework.XGBOOST:
-            if precision is not Precision.FP32:
-                raise CompileError("UnsupportedPrecision", f"{precision.value}: tree models compile in FP32")
-            trees_model = trees.load(model_file)
-            reference_run, reference_name = trees.reference(trees_model)
-            imported = frontends.Imported(
-                None, trees.inputs(trees_model, declared), reference_run, reference_name, [trees.OUTPUT]
-            )
-        else:
-            if precision is Precision.INT8 and framework is not Framework.ONNX:
-                raise CompileError(
-                    "UnsupportedPrecision",
-                    f"INT8: only QDQ-quantized ONNX models compile to INT8, not {framework.value}",
-                )
-            imported = frontends.load(framework, model_file, declared, threads, quantized=precision is Precision.INT8)
-
+        imported = frontends.load(framework, model_file, declared, threads, quantized=precision is Precision.INT8)
     out = output_dir or workdir / "artifact"
     out.mkdir(parents=True, exist_ok=True)
     library = out / packaging.LIBRARY
     started = time.perf_counter()
-    if trees_model is not None:
+    if framework is Framework.XGBOOST:
         with step(progress, f"compiling the trees for {target.name} (tl2cgen)"):
-            trees.build(trees_model, library, target, threads)
+            trees.build(imported.mod, library, target, threads)
     else:
         _compile_tvm(imported.mod, library, target, precision, opt_level, progress)
     compile_seconds = time.perf_counter() - started
@@ -168,11 +153,11 @@ def compile_model(
         "outputs": [t.wire() for t in outputs],
         "target": {"name": target.name, "backend": target.backend.value, "tvm": target.tvm},
         # How the serving pod loads model.so: TVM's Relax VM, or tl2cgen's tree predictor.
-        "runtime": TREE_RUNTIME if trees_model is not None else TVM_RUNTIME,
+        "runtime": TREE_RUNTIME if framework is Framework.XGBOOST else TVM_RUNTIME,
         "precision": precision.value,
         "contentKey": key,
         "compiler": {
-            **_versions(trees_model is not None),
+            **versions,
             "optLevel": opt_level,
             "compileSeconds": round(compile_seconds, 3),
             "host": platform.machine(),
@@ -217,7 +202,7 @@ def compile_model(
     artifact = packaging.write_manifest(out, manifest)
     if upload_to:
         with step(progress, f"uploading to {upload_to}"):
-            uri = packaging.upload(out, upload_to, store or ObjectStore())
+            uri = packaging.upload(out, upload_to, store)
         artifact = Artifact(uri=uri, sha256=artifact.sha256, size_bytes=artifact.size_bytes)
     result = CompilerResult(
         artifact=artifact, precision=precision, inputs=imported.inputs, outputs=outputs, latency=latency
@@ -242,10 +227,21 @@ def _compile_tvm(mod, library: Path, target: targets.CompileTarget, precision: P
         _export(executable, library, target)
 
 
-def _versions(tree_model: bool) -> dict[str, str]:
+def _precision_problem(framework: Framework, precision: Precision) -> str | None:
+    """Why this framework cannot compile at this precision, or None where it can."""
+    if precision in UNSUPPORTED_PRECISION:
+        return f"{precision.value}: {UNSUPPORTED_PRECISION[precision]}"
+    if framework is Framework.XGBOOST and precision is not Precision.FP32:
+        return f"{precision.value}: tree models compile in FP32"
+    if precision is Precision.INT8 and framework is not Framework.ONNX:
+        return f"INT8: only QDQ-quantized ONNX models compile to INT8, not {framework.value}"
+    return None
+
+
+def _versions(framework: Framework) -> dict[str, str]:
     from importlib.metadata import version
 
-    if tree_model:
+    if framework is Framework.XGBOOST:
         return {"treelite": version("treelite"), "tl2cgen": version("tl2cgen")}
     import tvm
 

@@ -18,7 +18,7 @@ import numpy as np
 from kompile.api import DataInputConfig
 from kompile.api.common import DataType, TensorSpec
 from kompile_compiler import targets
-from kompile_compiler.frontends import show
+from kompile_compiler.frontends import Imported, show
 from kompile_compiler.report import CompileError
 
 INPUT, OUTPUT = "input", "output"
@@ -81,3 +81,11 @@ def build(model, library: Path, target: targets.CompileTarget, threads: int) -> 
         tl2cgen.export_lib(model, toolchain=toolchain, libpath=str(library), nthread=threads)
     except Exception as err:  # noqa: BLE001
         raise CompileError("CompilationFailed", f"tl2cgen: {str(err).strip()[-500:]}") from None
+
+
+def imported(path: Path, declared: DataInputConfig) -> Imported:
+    model = load(path)
+    run, name = reference(model)
+    return Imported(
+        mod=model, inputs=inputs(model, declared), reference=run, reference_name=name, output_names=[OUTPUT]
+    )

@@ -15,7 +15,7 @@ from kompile_compiler.report import CompileError
 
 @dataclass
 class Imported:
-    mod: object  # tvm.IRModule (None for tree models, which kompile_compiler.trees builds)
+    mod: object  # a tvm.IRModule; for XGBoost, the treelite model kompile_compiler.trees builds
     inputs: list[TensorSpec]  # in the order the compiled main() takes them
     reference: Callable[[dict[str, np.ndarray]], list[np.ndarray]]  # the framework's own runtime
     reference_name: str
@@ -36,6 +36,10 @@ def load(framework: Framework, path: Path, inputs: DataInputConfig, threads: int
         from kompile_compiler.frontends import pytorch
 
         return pytorch.load(path, inputs, threads)
+    if framework is Framework.XGBOOST:
+        from kompile_compiler import trees
+
+        return trees.imported(path, inputs)
     raise CompileError("UnsupportedFramework", f"{framework.value}: {NOT_YET[framework]}")
 
 
