@@ -83,7 +83,7 @@ class ObjectStore:
         try:
             response = self.client.get_object(loc.bucket, loc.key)
         except S3Error as err:
-            if err.code in ("NoSuchKey", "NoSuchBucket"):
+            if err.code in NOT_FOUND:
                 return None
             raise StorageError(f"cannot read {loc}: {err.code}: {err.message}", err.code) from None
         try:
@@ -96,7 +96,7 @@ class ObjectStore:
         try:
             return self.client.stat_object(loc.bucket, loc.key).size
         except S3Error as err:
-            if err.code in ("NoSuchKey", "NoSuchBucket"):
+            if err.code in NOT_FOUND:
                 return None
             raise StorageError(f"cannot read {loc}: {err.code}: {err.message}", err.code) from None
 

@@ -325,9 +325,9 @@ def test_pod_compiles_a_neo_archive_from_s3(s3, squeezenet, tmp_path):
     result = parse_termination_message(message)
     assert isinstance(result, CompilerResult)
     assert result.artifact.uri == "s3://kompile-artifacts/sq/"
-    manifest = store.client.get_object("kompile-artifacts", "sq/manifest.json").read()
+    manifest = store.read(S3Location("kompile-artifacts", "sq/manifest.json"))
     assert hashlib.sha256(manifest).hexdigest() == result.artifact.sha256
-    library = store.client.get_object("kompile-artifacts", "sq/model.so").read()
+    library = store.read(S3Location("kompile-artifacts", "sq/model.so"))
     assert json.loads(manifest)["files"]["model.so"] == hashlib.sha256(library).hexdigest()
     assert "compiling for" in run.stderr  # progress for the pod's log
 

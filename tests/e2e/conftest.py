@@ -111,6 +111,18 @@ def e2e_namespace(cluster, pools, s3_env):
     subprocess.run([helm, "uninstall", RELEASE, "--namespace", RELEASE_NAMESPACE], capture_output=True)
 
 
+def whole_manifest(store, artifact: dict) -> dict:
+    """The manifest an artifact status names, once its bytes have the digest the status gives."""
+    import hashlib
+
+    from kompile.storage import S3Location
+
+    raw = store.read(S3Location.parse(artifact["uri"]).child("manifest.json"))
+    assert raw is not None, f"no manifest.json under {artifact['uri']}"
+    assert hashlib.sha256(raw).hexdigest() == artifact["sha256"]
+    return json.loads(raw)
+
+
 def get(kind: str, name: str, namespace: str) -> dict:
     result = kubectl("-n", namespace, "get", kind, name, "-o", "json", check=False)
     return json.loads(result.stdout) if result.returncode == 0 else {}

@@ -9,7 +9,7 @@ import pytest
 
 from kompile.storage import S3Location
 from tests.compiler.models import save, with_random_weights, zoo
-from tests.e2e.conftest import apply, compilation_job, get, wait_phase
+from tests.e2e.conftest import apply, compilation_job, get, wait_phase, whole_manifest
 from tests.integration.conftest import eventually, kubectl
 
 pytestmark = pytest.mark.e2e
@@ -53,11 +53,6 @@ def test_a_killed_compiler_pod_never_completes_without_an_artifact(e2e_namespace
     job = wait_phase("killed", e2e_namespace, {"Completed", "Failed"})
     if job["status"]["phase"] == "Completed":
         # Retried to the end: the artifact it names must be whole.
-        artifact = job["status"]["artifact"]
-        loc = S3Location.parse(artifact["uri"] + "manifest.json")
-        import hashlib
-
-        manifest = store.client.get_object(loc.bucket, loc.key).read()
-        assert hashlib.sha256(manifest).hexdigest() == artifact["sha256"]
+        whole_manifest(store, job["status"]["artifact"])
     else:
         assert job["status"]["failureReason"], "a Failed job must say why"
