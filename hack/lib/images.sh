@@ -17,8 +17,18 @@ export STORAGE_DRIVER="${STORAGE_DRIVER:-overlay}" BUILDAH_ISOLATION=chroot
 BUILDAH_ROOT="$KOMPILE_CACHE/buildah"
 buildah_() { as_root buildah --root "$BUILDAH_ROOT/storage" --runroot "$BUILDAH_ROOT/run" "$@"; }
 
+# Each image's content key, computed once per run so every step names the same image: its
+# Dockerfile, and the project's sources and dependencies (every image installs the package).
+_sources_key=$(cd "$REPO_ROOT" && { cat pyproject.toml; find operator compiler-image runtime-image -type f \
+  \( -name '*.py' -o -name Dockerfile \) -not -path '*/__pycache__/*' | sort | xargs sha256sum; } | sha256sum)
+declare -A IMAGE_KEYS=()
+for _name in "${!DOCKERFILES[@]}"; do
+  IMAGE_KEYS[$_name]=$({ cat "$REPO_ROOT/${DOCKERFILES[$_name]}"; echo "$_sources_key"; } | sha256sum | cut -c1-32)
+done
+unset _name _sources_key
+
 # Tagged by content: a rebuilt image has a new tag, so Deployments that name it roll.
-image_ref() { echo "docker.io/local/$1:$(_content_key "${DOCKERFILES[$1]}" | cut -c1-12)"; }
+image_ref() { echo "docker.io/local/$1:${IMAGE_KEYS[$1]:0:12}"; }
 
 ensure_base_image() {
   buildah_ inspect --type image "$BASE_IMAGE_REF" >/dev/null 2>&1 && return 0
@@ -49,17 +59,9 @@ ensure_wheels() {
   echo "$key" >"$stamp"
 }
 
-_content_key() { # dockerfile
-  (
-    cd "$REPO_ROOT"
-    { cat "$1" pyproject.toml; find operator compiler-image runtime-image -type f \( -name '*.py' -o -name Dockerfile \) \
-        -not -path '*/__pycache__/*' | sort | xargs sha256sum; } | sha256sum | cut -c1-32
-  )
-}
-
 build_image() { # name
   local name=$1 file=${DOCKERFILES[$1]} key archive="$IMAGES_DIR/$1.tar" start=$SECONDS
-  key=$(_content_key "$file")
+  key=${IMAGE_KEYS[$name]}
   if [ -f "$archive" ] && [ "$(cat "$IMAGES_DIR/$name.key" 2>/dev/null)" = "$key" ]; then return 0; fi
   mkdir -p "$IMAGES_DIR"
   log "building $(image_ref "$name") from $file"
