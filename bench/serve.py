@@ -20,11 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from kompile.api import Framework
-from kompile_compiler.pipeline import compile_model
-from kompile_compiler.targets import host_target
 from kompile_runtime.artifact import load
-from tests.compiler.models import save, with_random_weights, zoo
+from tests.compiler.models import compile_onnx, save, with_random_weights, zoo
 from tests.compiler.test_compile_onnx import mlp
 from tests.runtime.conftest import Server
 
@@ -115,15 +112,7 @@ def main() -> None:
         print("|---|---|---|---|---|---|---|")
         for name, path, inputs in cases:
             out = root / name / "artifact"
-            compile_model(
-                model_uri=str(path),
-                framework=Framework.ONNX,
-                data_input_config=inputs,
-                target=host_target(),
-                workdir=root / name / "work",
-                output_dir=out,
-                progress=lambda _: None,
-            )
+            compile_onnx(path, inputs, root / name / "work", output_dir=out)
             bench(name, out, inputs, args.seconds)
 
 

@@ -72,3 +72,14 @@ def minilm_program(folder: Path, sequence: int = 128) -> Path:
     path = folder / "minilm.pt2"
     torch.export.save(torch.export.export(Encoder(), example), str(path))
     return path
+
+
+def compile_onnx(model: Path, inputs, workdir: Path, **options):
+    """`compile_model` for an ONNX file, for this machine's CPU, quietly; `options` set the rest
+    (precision, output_dir, upload_to, target, ...)."""
+    from kompile.api import Framework
+    from kompile_compiler.pipeline import compile_model
+    from kompile_compiler.targets import host_target
+
+    settings = {"framework": Framework.ONNX, "target": host_target(), "progress": lambda _: None, **options}
+    return compile_model(model_uri=str(model), data_input_config=inputs, workdir=workdir, **settings)

@@ -5,26 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kompile.api import Framework
 from kompile.cli import main
-from kompile_compiler.pipeline import compile_model
-from kompile_compiler.targets import host_target
 from kompile_runtime.artifact import ArtifactError, InvalidInput, fetch, load
+from tests.compiler.models import compile_onnx
 from tests.compiler.test_compile_onnx import mlp
 
 
 @pytest.fixture
 def artifact(tmp_path):
     out = tmp_path / "artifact"
-    result, _ = compile_model(
-        model_uri=str(mlp(tmp_path / "mlp.onnx")),
-        framework=Framework.ONNX,
-        data_input_config={"features": [2, 16]},
-        target=host_target(),
-        workdir=tmp_path / "work",
-        output_dir=out,
-        progress=lambda _: None,
-    )
+    result, _ = compile_onnx(mlp(tmp_path / "mlp.onnx"), {"features": [2, 16]}, tmp_path / "work", output_dir=out)
     return out, result
 
 

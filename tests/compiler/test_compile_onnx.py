@@ -22,7 +22,7 @@ from kompile.storage import S3Location
 from kompile_compiler.pipeline import compile_model
 from kompile_compiler.report import CompileError
 from kompile_compiler.targets import host_target
-from tests.compiler.models import save, with_random_weights, zoo
+from tests.compiler.models import compile_onnx, save, with_random_weights, zoo
 
 
 @pytest.fixture(scope="module")
@@ -52,14 +52,7 @@ def mlp(path, batch="N"):
 
 def test_squeezenet_matches_onnxruntime(squeezenet, tmp_path):
     out = tmp_path / "artifact"
-    result, manifest = compile_model(
-        model_uri=str(squeezenet),
-        framework=Framework.ONNX,
-        data_input_config={"data_0": [1, 3, 224, 224]},
-        target=host_target(),
-        workdir=tmp_path / "work",
-        output_dir=out,
-    )
+    result, manifest = compile_onnx(squeezenet, {"data_0": [1, 3, 224, 224]}, tmp_path / "work", output_dir=out)
     assert manifest["parity"]["maxAbsError"] <= 1e-4
     assert manifest["parity"]["reference"].startswith("onnxruntime")
     assert [o.wire() for o in result.outputs] == [
@@ -76,13 +69,7 @@ def test_squeezenet_matches_onnxruntime(squeezenet, tmp_path):
 
 
 def test_dynamic_batch_is_fixed_by_data_input_config(tmp_path):
-    result, manifest = compile_model(
-        model_uri=str(mlp(tmp_path / "mlp.onnx")),
-        framework=Framework.ONNX,
-        data_input_config={"features": [8, 16]},
-        target=host_target(),
-        workdir=tmp_path / "work",
-    )
+    result, manifest = compile_onnx(mlp(tmp_path / "mlp.onnx"), {"features": [8, 16]}, tmp_path / "work")
     assert result.outputs[0].shape == [8, 4]
     assert manifest["parity"]["maxAbsError"] <= 1e-4
 
@@ -110,13 +97,7 @@ def test_dynamic_batch_is_fixed_by_data_input_config(tmp_path):
 )
 def test_input_errors_name_the_input(squeezenet, tmp_path, config, reason, detail):
     with pytest.raises(CompileError) as err:
-        compile_model(
-            model_uri=str(squeezenet),
-            framework=Framework.ONNX,
-            data_input_config=config,
-            target=host_target(),
-            workdir=tmp_path,
-        )
+        compile_onnx(squeezenet, config, tmp_path)
     assert err.value.reason == reason
     assert detail in err.value.detail
 
@@ -125,13 +106,7 @@ def test_missing_input(tmp_path):
     model = onnx.load(str(mlp(tmp_path / "two.onnx")))
     model.graph.input.append(helper.make_tensor_value_info("mask", TensorProto.FLOAT, [1, 16]))
     with pytest.raises(CompileError) as err:
-        compile_model(
-            model_uri=str(save(model, tmp_path / "two-inputs.onnx")),
-            framework=Framework.ONNX,
-            data_input_config={"features": [1, 16]},
-            target=host_target(),
-            workdir=tmp_path,
-        )
+        compile_onnx(save(model, tmp_path / "two-inputs.onnx"), {"features": [1, 16]}, tmp_path)
     assert (err.value.reason, err.value.detail) == (
         "MissingInput",
         "the model's input 'mask' [1,16] has no shape in dataInputConfig",
@@ -142,13 +117,7 @@ def test_not_an_onnx_file(tmp_path):
     bad = tmp_path / "model.onnx"
     bad.write_bytes(b"not a model")
     with pytest.raises(CompileError) as err:
-        compile_model(
-            model_uri=str(bad),
-            framework=Framework.ONNX,
-            data_input_config={"x": [1]},
-            target=host_target(),
-            workdir=tmp_path,
-        )
+        compile_onnx(bad, {"x": [1]}, tmp_path)
     assert err.value.reason == "InvalidModel"
 
 
@@ -182,13 +151,7 @@ def _tar(path, entries):
 def test_archives_are_unpacked_safely(tmp_path, entries, reason, fragment):
     archive = _tar(tmp_path / "model.tar.gz", entries)
     with pytest.raises(CompileError) as err:
-        compile_model(
-            model_uri=str(archive),
-            framework=Framework.ONNX,
-            data_input_config={"x": [1]},
-            target=host_target(),
-            workdir=tmp_path / "work",
-        )
+        compile_onnx(archive, {"x": [1]}, tmp_path / "work")
     assert err.value.reason == reason and fragment in err.value.detail
     assert not (tmp_path / "evil.onnx").exists()
 
@@ -223,15 +186,7 @@ def test_int8_from_a_qdq_model_matches_onnxruntime_and_says_how_fast(squeezenet,
     from kompile.api import Precision
 
     model = qdq(squeezenet, tmp_path / "squeezenet-int8.onnx")
-    result, manifest = compile_model(
-        model_uri=str(model),
-        framework=Framework.ONNX,
-        data_input_config={"data_0": [1, 3, 224, 224]},
-        target=host_target(),
-        precision=Precision.INT8,
-        workdir=tmp_path / "work",
-        progress=lambda _: None,
-    )
+    result, manifest = compile_onnx(model, {"data_0": [1, 3, 224, 224]}, tmp_path / "work", precision=Precision.INT8)
     assert manifest["precision"] == "INT8" and result.precision is Precision.INT8
     assert manifest["parity"]["reference"].startswith("onnxruntime")
     assert manifest["parity"]["maxAbsError"] <= manifest["parity"]["atol"] + manifest["parity"]["rtol"]
@@ -242,14 +197,7 @@ def test_int8_needs_a_quantized_model(squeezenet, tmp_path):
     from kompile.api import Precision
 
     with pytest.raises(CompileError) as err:
-        compile_model(
-            model_uri=str(squeezenet),
-            framework=Framework.ONNX,
-            data_input_config={"data_0": [1, 3, 224, 224]},
-            target=host_target(),
-            precision=Precision.INT8,
-            workdir=tmp_path,
-        )
+        compile_onnx(squeezenet, {"data_0": [1, 3, 224, 224]}, tmp_path, precision=Precision.INT8)
     assert err.value.reason == "UnsupportedPrecision"
     assert err.value.detail.startswith("INT8: the model has no QuantizeLinear/DequantizeLinear nodes")
 
@@ -258,14 +206,7 @@ def test_unsupported_precision_and_framework_say_so(squeezenet, tmp_path):
     from kompile.api import Precision
 
     with pytest.raises(CompileError) as err:
-        compile_model(
-            model_uri=str(squeezenet),
-            framework=Framework.ONNX,
-            data_input_config={"data_0": [1, 3, 224, 224]},
-            target=host_target(),
-            precision=Precision.BF16,
-            workdir=tmp_path,
-        )
+        compile_onnx(squeezenet, {"data_0": [1, 3, 224, 224]}, tmp_path, precision=Precision.BF16)
     assert err.value.reason == "UnsupportedPrecision"
     assert err.value.detail.startswith("BF16: not supported yet: TVM's mixed-precision pass produces float16 only")
     with pytest.raises(CompileError) as err:
@@ -369,15 +310,7 @@ def test_pod_failures_reach_the_termination_log(s3, tmp_path):
 def test_fp16_auto_cast_reports_its_error(squeezenet, tmp_path):
     from kompile.api import Precision
 
-    result, manifest = compile_model(
-        model_uri=str(squeezenet),
-        framework=Framework.ONNX,
-        data_input_config={"data_0": [1, 3, 224, 224]},
-        target=host_target(),
-        precision=Precision.FP16,
-        workdir=tmp_path,
-        progress=lambda _: None,
-    )
+    result, manifest = compile_onnx(squeezenet, {"data_0": [1, 3, 224, 224]}, tmp_path, precision=Precision.FP16)
     assert result.precision is Precision.FP16 and manifest["precision"] == "FP16"
     assert result.outputs[0].datatype is DataType.FP32  # float32 at the model's edges
     # Measured, and within FP16's tolerance; not bit-exact like FP32.
@@ -393,12 +326,10 @@ def test_an_identical_compile_reuses_the_artifact(s3, tmp_path):
 
     def run(folder: str, **options):
         messages: list[str] = []
-        result, manifest = compile_model(
-            model_uri=str(model),
-            framework=Framework.ONNX,
-            data_input_config={"features": [2, 16]},
-            target=host_target(),
-            workdir=tmp_path / folder,
+        result, manifest = compile_onnx(
+            model,
+            {"features": [2, 16]},
+            tmp_path / folder,
             upload_to="s3://kompile-artifacts/reuse/mlp/",
             store=store,
             progress=messages.append,
@@ -423,14 +354,11 @@ def test_user_samples_from_s3_drive_the_parity_check(s3, tmp_path):
     samples = np.random.default_rng(9).standard_normal((3, 2, 16)).astype(np.float32)  # three samples of [2, 16]
     np.savez(tmp_path / "samples.npz", features=samples)
     store.upload(tmp_path / "samples.npz", S3Location.parse("s3://kompile-models/mlp/samples.npz"))
-    _, manifest = compile_model(
-        model_uri=str(model),
-        framework=Framework.ONNX,
-        data_input_config={"features": [2, 16]},
-        target=host_target(),
-        workdir=tmp_path / "work",
+    _, manifest = compile_onnx(
+        model,
+        {"features": [2, 16]},
+        tmp_path / "work",
         store=store,
-        progress=lambda _: None,
         sample_data_uri="s3://kompile-models/mlp/samples.npz",
     )
     assert manifest["parity"]["samples"] == 3 and manifest["parity"]["inputs"] == "user samples"
@@ -448,13 +376,10 @@ def test_user_samples_from_s3_drive_the_parity_check(s3, tmp_path):
 def test_bad_samples_say_what_does_not_fit(tmp_path, arrays, detail):
     np.savez(tmp_path / "samples.npz", **arrays)
     with pytest.raises(CompileError) as err:
-        compile_model(
-            model_uri=str(mlp(tmp_path / "mlp.onnx")),
-            framework=Framework.ONNX,
-            data_input_config={"features": [2, 16]},
-            target=host_target(),
-            workdir=tmp_path / "work",
-            progress=lambda _: None,
+        compile_onnx(
+            mlp(tmp_path / "mlp.onnx"),
+            {"features": [2, 16]},
+            tmp_path / "work",
             sample_data_uri=str(tmp_path / "samples.npz"),
         )
     assert err.value.reason == "InvalidSampleData" and detail in err.value.detail

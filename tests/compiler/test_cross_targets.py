@@ -6,10 +6,9 @@ recorded as skipped, with the reason, in their manifest.
 
 import pytest
 
-from kompile.api import Framework
 from kompile.api.hardwaretarget import Arch, HardwareTargetSpec
-from kompile_compiler.pipeline import compile_model
 from kompile_compiler.targets import from_hardware_target, host_arch
+from tests.compiler.models import compile_onnx
 from tests.compiler.test_compile_onnx import mlp
 
 EM_X86_64, EM_AARCH64 = 62, 183
@@ -24,14 +23,8 @@ def elf_machine(path) -> int:
 def compile_for(tmp_path, spec: dict):
     target = from_hardware_target("t", HardwareTargetSpec.model_validate(spec))
     out = tmp_path / "artifact"
-    _, manifest = compile_model(
-        model_uri=str(mlp(tmp_path / "mlp.onnx")),
-        framework=Framework.ONNX,
-        data_input_config={"features": [2, 16]},
-        target=target,
-        workdir=tmp_path / "work",
-        output_dir=out,
-        progress=lambda _: None,
+    _, manifest = compile_onnx(
+        mlp(tmp_path / "mlp.onnx"), {"features": [2, 16]}, tmp_path / "work", target=target, output_dir=out
     )
     return out / "model.so", manifest
 

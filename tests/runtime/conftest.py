@@ -69,23 +69,17 @@ class Server:
 def served_squeezenet(s3, tmp_path_factory):
     """SqueezeNet (seeded random weights) compiled for this CPU, uploaded to S3 and served from
     there as an InferenceEndpoint pod serves it: fetched, verified, loaded."""
-    from kompile.api import Framework
-    from kompile_compiler.pipeline import compile_model
-    from kompile_compiler.targets import host_target
-    from tests.compiler.models import save, with_random_weights, zoo
+    from tests.compiler.models import compile_onnx, save, with_random_weights, zoo
 
     store, env = s3
     work = tmp_path_factory.mktemp("served")
     source = save(with_random_weights(zoo("squeezenet")), work / "squeezenet.onnx")
-    result, _ = compile_model(
-        model_uri=str(source),
-        framework=Framework.ONNX,
-        data_input_config={"data_0": [1, 3, 224, 224]},
-        target=host_target(),
-        workdir=work / "compile",
+    result, _ = compile_onnx(
+        source,
+        {"data_0": [1, 3, 224, 224]},
+        work / "compile",
         upload_to="s3://kompile-artifacts/served/squeezenet/",
         store=store,
-        progress=lambda _: None,
     )
     server = Server(
         {
