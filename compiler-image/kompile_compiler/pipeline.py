@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +19,8 @@ from kompile.api.common import TensorSpec
 from kompile.api.compilationjob import Artifact
 from kompile.api.compiledmodel import Latency
 from kompile.api.result import CompilerJob, CompilerResult
-from kompile.storage import ObjectStore
-from kompile_compiler import frontends, packaging, targets, trees
+from kompile.storage import ObjectStore, StorageError
+from kompile_compiler import frontends, packaging, targets, trees, tuning
 from kompile_compiler.frontends.onnx import datatype
 from kompile_compiler.report import CompileError
 from kompile_compiler.source import fetch, locate, sha256_file
@@ -49,6 +50,7 @@ def compile_job(
     job: CompilerJob, workdir: Path, store: ObjectStore | None = None, progress: Progress = stderr_progress
 ) -> tuple[CompilerResult, dict]:
     spec = job.spec
+    tune = spec.tuning
     return compile_model(
         model_uri=spec.input_config.s3_uri,
         framework=spec.input_config.framework,
@@ -61,6 +63,9 @@ def compile_job(
         store=store,
         progress=progress,
         sample_data_uri=spec.input_config.sample_data_s3_uri,
+        trials=tune.trials if tune else 0,
+        max_trials_per_task=tune.max_trials_per_task if tune else None,
+        tuning_cache=os.environ.get("KOMPILE_TUNING_CACHE") or None,
     )
 
 
@@ -78,6 +83,9 @@ def compile_model(
     store: ObjectStore | None = None,
     progress: Progress = stderr_progress,
     sample_data_uri: str | None = None,
+    trials: int = 0,
+    max_trials_per_task: int | None = None,
+    tuning_cache: str | None = None,
 ) -> tuple[CompilerResult, dict]:
     try:
         declared = parse_data_input_config(data_input_config, framework)
@@ -86,6 +94,8 @@ def compile_model(
     if problem := _precision_problem(framework, precision):
         raise CompileError("UnsupportedPrecision", problem)
     targets.BACKENDS[target.backend].check()
+    if trials and (problem := _tuning_problem(framework, target)):
+        raise CompileError("UnsupportedTuning", problem)
     threads = int(os.environ.get("TVM_NUM_THREADS") or (target.tvm or {}).get("num-cores") or os.cpu_count() or 1)
     os.environ["TVM_NUM_THREADS"] = str(threads)  # read by TVM's thread pool when it first runs
 
@@ -112,6 +122,7 @@ def compile_model(
         backend=target.backend.value,
         precision=precision.value,
         optLevel=opt_level,
+        tuning={"trials": trials, "maxTrialsPerTask": max_trials_per_task},
         compiler=versions,
     )
     if upload_to and (done := packaging.reusable(upload_to, key, store)):
@@ -124,11 +135,14 @@ def compile_model(
     out.mkdir(parents=True, exist_ok=True)
     library = out / packaging.LIBRARY
     started = time.perf_counter()
+    schedules = None
     if framework is Framework.XGBOOST:
         with step(progress, f"compiling the trees for {target.name} (tl2cgen)"):
             trees.build(imported.mod, library, target, threads)
     else:
-        _compile_tvm(imported.mod, library, target, precision, opt_level, progress)
+        cache = tuning.RecordCache(tuning_cache, store) if tuning_cache else None
+        plan = TuningPlan(workdir / "tuning", trials, max_trials_per_task, cache, threads, key)
+        schedules = _compile_tvm(imported.mod, library, target, precision, opt_level, plan, progress)
     compile_seconds = time.perf_counter() - started
 
     if sample_path is not None:
@@ -163,6 +177,8 @@ def compile_model(
             "host": platform.machine(),
         },
     }
+    if schedules is not None:
+        manifest["tuning"] = schedules.wire()
     latency = None
     if (reason := targets.why_not_runnable_here(target)) is None:
         run = runner(manifest["runtime"], out, [t.name for t in imported.inputs])
@@ -210,21 +226,76 @@ def compile_model(
     return result, manifest
 
 
-def _compile_tvm(mod, library: Path, target: targets.CompileTarget, precision: Precision, opt_level: int, progress):
+@dataclass
+class TuningPlan:
+    """Where this compile's schedules come from and go to (see `tuning`)."""
+
+    work_dir: Path
+    trials: int
+    max_trials_per_task: int | None
+    cache: tuning.RecordCache | None
+    threads: int
+    name: str  # this compile's bundle name in the shared cache
+
+
+def _compile_tvm(mod, library: Path, target: targets.CompileTarget, precision, opt_level, plan: TuningPlan, progress):
     import tvm
     from tvm import relax
 
-    with step(progress, f"compiling for {target.name} ({target.tvm})"):
-        try:
-            if precision is Precision.FP16:
-                # Neuron's auto-cast idea: compute in float16, keep float32 at the model's edges.
-                mod = relax.transform.ToMixedPrecision(out_dtype="float32")(mod)
+    report = None
+    schedule = tuning.tunable(target.tvm)
+    # MetaSchedule sizes its parallel loops by num-cores; the pod's CPU count is the honest figure.
+    tvm_target = tvm.target.Target({"num-cores": plan.threads, **target.tvm} if schedule else target.tvm)
+    try:
+        if precision is Precision.FP16:
+            # Neuron's auto-cast idea: compute in float16, keep float32 at the model's edges.
+            mod = relax.transform.ToMixedPrecision(out_dtype="float32")(mod)
+        if schedule:
+            key = tuning.target_key(target.tvm)
+            plan.work_dir.mkdir(parents=True, exist_ok=True)
+            with step(progress, f"loading tuning records for {key}"):
+                found = tuning.gather(plan.work_dir, key, plan.cache, progress)
+                progress(f"{found} records")
+            what = f"tuning ({plan.trials} trials) and scheduling" if plan.trials else "scheduling"
+            with step(progress, what):
+                mod, report = tuning.schedule(
+                    mod, tvm_target, plan.work_dir, plan.trials, plan.max_trials_per_task, progress
+                )
+                progress(f"{report.from_records} of {report.kernels} kernels from tuning records")
+            if plan.trials and plan.cache is not None:
+                report.published = _publish(plan, key, progress)
+        with step(progress, f"compiling for {target.name} ({target.tvm})"):
             with tvm.transform.PassContext(opt_level=opt_level):
-                executable = tvm.compile(mod, target=tvm.target.Target(target.tvm))
-        except Exception as err:  # noqa: BLE001 - TVM raises its own error kinds for unsupported code
-            raise CompileError("CompilationFailed", f"TVM: {str(err).strip().splitlines()[-1]}") from None
+                executable = tvm.compile(mod, target=tvm_target)
+    except CompileError:
+        raise
+    except Exception as err:  # noqa: BLE001 - TVM raises its own error kinds for unsupported code
+        raise CompileError("CompilationFailed", f"TVM: {str(err).strip().splitlines()[-1]}") from None
     with step(progress, f"exporting {library.name}"):
         _export(executable, library, target)
+    return report
+
+
+def _publish(plan: TuningPlan, key: str, progress) -> str | None:
+    """This compile's best records into the shared cache, for every later compile on this target."""
+    try:
+        where = plan.cache.put(key, plan.name, tuning.bundle(plan.work_dir, key))
+    except (StorageError, OSError) as err:
+        progress(f"could not share the tuning records at {plan.cache.location}: {err}")
+        return None
+    progress(f"tuning records shared at {where}")
+    return where
+
+
+def _tuning_problem(framework: Framework, target: targets.CompileTarget) -> str | None:
+    if framework is Framework.XGBOOST:
+        return "tree models compile with tl2cgen, which has nothing to tune; set tuning.trials to 0"
+    if not tuning.tunable(target.tvm):
+        return f"tuning covers CPU (llvm) targets; {target.name} is scheduled by TVM's built-in rules"
+    if reason := targets.why_not_runnable_here(target):
+        # MetaSchedule measures every candidate on this machine's CPU.
+        return f"tuning measures on the target's own CPU, and {reason}; run the job on the target's node pool"
+    return None
 
 
 def _precision_problem(framework: Framework, precision: Precision) -> str | None:

@@ -12,6 +12,7 @@ dataInputConfig rules, so a GitOps repository can check its manifests in CI.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -115,6 +116,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
                 output_dir=Path(args.output),
                 upload_to=args.upload,
                 sample_data_uri=args.sample_data,
+                trials=args.trials,
+                max_trials_per_task=args.max_trials_per_task,
+                tuning_cache=args.tuning_cache,
             )
     except CompileError as err:
         print(f"{err.reason}: {err.detail}", file=sys.stderr)
@@ -199,6 +203,15 @@ def main(argv: list[str] | None = None) -> int:
         "--sample-data", metavar="NPZ", help="sample inputs for the parity check (file or s3://), named like the inputs"
     )
     comp.add_argument("--upload", metavar="S3_PREFIX", help="also upload the artifact there (manifest last)")
+    comp.add_argument("--trials", type=int, default=0, help="MetaSchedule tuning trials (0: records and rules only)")
+    comp.add_argument("--max-trials-per-task", type=int, help="tuning trials per kernel (default: --trials)")
+    comp.add_argument(
+        "--tuning-cache",
+        default=os.environ.get("KOMPILE_TUNING_CACHE"),
+        metavar="DIR_OR_S3_PREFIX",
+        help="shared tuning records: read before compiling, and this compile's tuned records left there "
+        "(default: $KOMPILE_TUNING_CACHE)",
+    )
     comp.set_defaults(func=cmd_compile)
     for name, func, text in (("run", cmd_run, "run an artifact once"), ("bench", cmd_bench, "time an artifact")):
         p = sub.add_parser(name, help=f"verify an artifact folder's digests, then {text}")

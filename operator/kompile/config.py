@@ -17,6 +17,9 @@ class OperatorConfig(BaseSettings):
     # The S3 API endpoint pods use (http(s)://host:port); empty means AWS S3.
     s3_endpoint: str = ""
     s3_region: str = "us-east-1"
+    # Shared MetaSchedule records (an s3:// prefix the compiler pods' credentials can read and
+    # write); empty: each compile uses only its own tuning and the records in the compiler image.
+    tuning_cache: str = Field("", pattern=r"^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?)?$")
     # Namespaces to watch, comma-separated; empty watches the whole cluster.
     watch_namespaces: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Retries of a crashed compiler pod; compiler errors about the input are never retried.

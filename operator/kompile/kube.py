@@ -63,6 +63,15 @@ class Kube:
         result = self.resource(api_version, kind).get(namespace=namespace, label_selector=selector)
         return [item.to_dict() for item in result.items]
 
+    def pod_log(self, name: str, namespace: str, container: str, tail_lines: int = 20) -> str | None:
+        """The last lines a container wrote, or None where there is no log to read (yet)."""
+        try:
+            return client.CoreV1Api(self.dyn.client).read_namespaced_pod_log(
+                name, namespace, container=container, tail_lines=tail_lines
+            )
+        except client.ApiException:
+            return None
+
     def create(self, obj: dict) -> tuple[dict, bool]:
         """Create, and say whether this call did; when it exists already (a re-run, a restart), return it."""
         res = self.resource(obj["apiVersion"], obj["kind"])

@@ -6,6 +6,7 @@ Pods get their settings from the environment the operator gives them: KOMPILE_S3
 
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,3 +106,20 @@ class ObjectStore:
             self.client.fput_object(loc.bucket, loc.key, str(path), content_type=content_type)
         except S3Error as err:
             raise StorageError(f"cannot write {loc}: {err.code}: {err.message}", err.code) from None
+
+    def write(self, loc: S3Location, data: bytes, content_type: str = "application/json") -> None:
+        try:
+            self.client.put_object(loc.bucket, loc.key, io.BytesIO(data), len(data), content_type=content_type)
+        except S3Error as err:
+            raise StorageError(f"cannot write {loc}: {err.code}: {err.message}", err.code) from None
+
+    def list(self, prefix: S3Location) -> list[S3Location]:
+        """The objects directly under a prefix (a missing bucket lists nothing)."""
+        base = prefix.child("")
+        try:
+            found = self.client.list_objects(base.bucket, prefix=base.key)
+            return [S3Location(base.bucket, o.object_name) for o in found if not o.is_dir]
+        except S3Error as err:
+            if err.code in NOT_FOUND:
+                return []
+            raise StorageError(f"cannot list {base}: {err.code}: {err.message}", err.code) from None

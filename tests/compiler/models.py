@@ -83,3 +83,23 @@ def compile_onnx(model: Path, inputs, workdir: Path, **options):
 
     settings = {"framework": Framework.ONNX, "target": host_target(), "progress": lambda _: None, **options}
     return compile_model(model_uri=str(model), data_input_config=inputs, workdir=workdir, **settings)
+
+
+def dense(path: Path, seed: int = 3) -> Path:
+    """One dense layer (MatMul, Add, Relu) on x [4, 64]: a single kernel, so tuning it takes a
+    few trials and about a minute, where a zoo network has dozens of kernels."""
+    rng = np.random.default_rng(seed)
+    weight = numpy_helper.from_array(rng.standard_normal((64, 32)).astype(np.float32), "w")
+    bias = numpy_helper.from_array(rng.standard_normal(32).astype(np.float32), "b")
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["x", "w"], ["h"]),
+            helper.make_node("Add", ["h", "b"], ["z"]),
+            helper.make_node("Relu", ["z"], ["y"]),
+        ],
+        "dense",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 32])],
+        [weight, bias],
+    )
+    return save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)

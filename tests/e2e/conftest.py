@@ -19,6 +19,7 @@ cluster = integration.cluster  # the API server fixture, shared with the integra
 
 ROOT = Path(__file__).resolve().parents[2]
 NODE_LABEL = "kompile.dev/hardware-target"
+TUNING_CACHE = "s3://kompile-artifacts/tuning/"
 RELEASE, RELEASE_NAMESPACE = "kompile-e2e", "kompile-e2e"
 
 
@@ -91,6 +92,8 @@ def e2e_namespace(cluster, pools, s3_env):
             "--create-namespace",
             "--set",
             f"s3.endpoint={s3_env['KOMPILE_S3_ENDPOINT']}",
+            "--set",
+            f"tuning.cache={TUNING_CACHE}",
             "--set",
             "images.pullPolicy=Never",
             *[f"--set=images.{part}={os.environ[f'KOMPILE_{part.upper()}_IMAGE']}" for part in IMAGE_PARTS],

@@ -143,6 +143,9 @@ class CompilationJobStatus(ObservedStatus):
     compilation_start_time: str | None = Field(None, json_schema_extra={"format": "date-time"})
     compilation_end_time: str | None = Field(None, json_schema_extra={"format": "date-time"})
     compiler_job_name: str | None = None
+    progress: str | None = Field(
+        None, max_length=512, description="The compiler's latest step while it runs, e.g. 'tuning: 320/1000 trials'."
+    )
     artifact: Artifact | None = None
     compiled_model_name: str | None = None
 
@@ -160,6 +163,7 @@ COMPILATION_JOB = CustomResource(
         PrinterColumn("Target", ".spec.outputConfig.targetDevice"),
         PrinterColumn("Precision", ".spec.outputConfig.precision"),
         PrinterColumn("Reason", ".status.failureReason", priority=0),
+        PrinterColumn("Progress", ".status.progress", priority=1),
         PrinterColumn("Model", ".status.compiledModelName", priority=1),
         PrinterColumn("Age", ".metadata.creationTimestamp", "date"),
     ),

@@ -21,9 +21,11 @@ from kompile.controllers.reconcile import Outcome, reconcile_on_changes, resync
 from kompile.controllers.validation import describe
 from kompile.kube import Kube, dig
 from kompile.manifests import COMPILATION_JOB_LABEL, MANAGED_BY
-from kompile.manifests.compiler import compiler_job, compiler_job_name
+from kompile.manifests.compiler import COMPILER_CONTAINER, compiler_job, compiler_job_name
 
 TARGET_RETRY_SECONDS = 15
+PROGRESS_SECONDS = 15  # how often a running compile's progress line is read into its status
+PROGRESS_PREFIX = "[kompile] "  # kompile_compiler.pipeline.stderr_progress writes its steps so
 
 
 def sync(cj: dict, kube: Kube, cfg: OperatorConfig) -> Outcome:
@@ -141,6 +143,9 @@ def sync(cj: dict, kube: Kube, cfg: OperatorConfig) -> Outcome:
     # pending, does not take the phase back to Starting.
     started = any(dig(p, "status", "phase") in ("Running", "Succeeded", "Failed") for p in pods)
     if started or status.get("phase") == Phase.IN_PROGRESS.value:
+        running = [p for p in pods if dig(p, "status", "phase") == "Running"]
+        if running and (line := _progress(kube, running[-1])):
+            return move(Phase.IN_PROGRESS, conditions=conditions, progress=line)
         return move(Phase.IN_PROGRESS, conditions=conditions)
     return move(Phase.STARTING, conditions=conditions, compilerJobName=job_name)
 
@@ -203,6 +208,13 @@ def _failure_reason(failed: dict, pods: list[dict], spec: CompilationJobSpec) ->
     return f"CompilerPodFailed: {failed.get('reason', 'Failed')}: {failed.get('message', 'the compiler Job failed')}"
 
 
+def _progress(kube: Kube, pod: dict) -> str | None:
+    """The compiler's latest step, from the progress lines it writes to its log."""
+    log = kube.pod_log(pod["metadata"]["name"], pod["metadata"]["namespace"], COMPILER_CONTAINER)
+    steps = [ln.removeprefix(PROGRESS_PREFIX) for ln in (log or "").splitlines() if ln.startswith(PROGRESS_PREFIX)]
+    return steps[-1].strip()[:512] if steps else None
+
+
 def _publish_model(cj: dict, spec: CompilationJobSpec, result: CompilerResult, kube: Kube) -> str:
     """Create or update the CompiledModel. Not owned by the job: it outlives it."""
     meta = cj["metadata"]
@@ -251,3 +263,10 @@ def compiler_changed(body: kopf.Body, memo: kopf.Memo, **_) -> None:
     cj = memo.kube.get(API_VERSION, COMPILATION_JOB.kind, meta["labels"][COMPILATION_JOB_LABEL], meta["namespace"])
     if cj is not None:
         resync(cj, memo, sync)
+
+
+@kopf.timer(COMPILATION_JOB.crd_name, interval=PROGRESS_SECONDS)
+def follow_progress(body: kopf.Body, memo: kopf.Memo, **_) -> None:
+    """A compile's log moves on without any event: look at it now and then while it runs."""
+    if dig(body, "status", "phase") == Phase.IN_PROGRESS.value:
+        resync(dict(body), memo, sync)

@@ -10,6 +10,7 @@ from kompile.kube import child_name, owner_reference
 from kompile.manifests import COMPILATION_JOB_LABEL, CONTAINER_SECURITY, MANAGED_BY, POD_SECURITY
 from kompile.manifests.placement import container_resources, pool_placement, s3_env
 
+COMPILER_CONTAINER = "compiler"
 DEFAULT_COMPILER_RESOURCES = {"requests": {"cpu": "500m", "memory": "1Gi"}}
 
 
@@ -42,12 +43,13 @@ def compiler_job(
         "automountServiceAccountToken": False,
         "containers": [
             {
-                "name": "compiler",
+                "name": COMPILER_CONTAINER,
                 "image": cfg.compiler_image,
                 "imagePullPolicy": cfg.image_pull_policy,
                 "env": [
                     {"name": "KOMPILE_JOB", "value": job_input.model_dump_json(by_alias=True, exclude_none=True)},
                     *s3_env(cfg.s3_endpoint, cfg.s3_region, spec.credentials_secret_name),
+                    *([{"name": "KOMPILE_TUNING_CACHE", "value": cfg.tuning_cache}] if cfg.tuning_cache else []),
                 ],
                 "resources": container_resources(spec.resources, default=DEFAULT_COMPILER_RESOURCES),
                 "securityContext": CONTAINER_SECURITY,

@@ -1,0 +1,134 @@
+"""Compiled latency beside onnxruntime and OpenVINO, untuned and with tuning records, in one run.
+
+    PYTHONPATH=. .venv/bin/python bench/compile.py [MODEL ...] [--target x86-avx2]
+
+For each model (batch 1, threads = this machine's cores on every side): onnxruntime, OpenVINO
+(`pip install openvino`; FP32 and its default precision, skipped when not installed), Kompile
+with no tuning records at all (TVM's rules only), and Kompile with the records shipped in the
+compiler image (`bench/tune.py` makes them) as a compile pod would find them: the "warm cache"
+compile, whose compile time is compared with the untuned one. Figures, never assertions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from bench.cases import NAMES, case
+from bench.tune import catalog_target
+from kompile.api import Framework
+from kompile_compiler import tuning
+from kompile_compiler.pipeline import compile_model
+from kompile_compiler.validation import percentiles_ms
+
+
+def onnx_file(framework: Framework, path: Path, inputs: dict, folder: Path) -> Path:
+    """The ONNX form of a case, for the runtimes that read ONNX (the PyTorch case is exported)."""
+    if framework is Framework.ONNX:
+        return path
+    import torch
+
+    program = torch.export.load(str(path))
+    example = tuple(torch.ones(shape, dtype=torch.int64) for shape in inputs.values())
+    out = folder / f"{path.stem}.onnx"
+    torch.onnx.export(program.module(), example, str(out), input_names=list(inputs), dynamo=True)
+    return out
+
+
+def feeds(model_path: Path) -> dict[str, np.ndarray]:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    out = {}
+    for i in session.get_inputs():
+        shape = [d if isinstance(d, int) else 1 for d in i.shape]
+        out[i.name] = np.ones(shape, np.int64) if "int64" in i.type else np.random.rand(*shape).astype(np.float32)
+    return out
+
+
+def onnxruntime_ms(model_path: Path, feed: dict, threads: int) -> float:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+    return percentiles_ms(lambda: session.run(None, feed), repeats=50)["p50Ms"]
+
+
+def openvino_ms(model_path: Path, feed: dict, threads: int, precision: str | None) -> float | None:
+    try:
+        import openvino as ov
+    except ImportError:
+        return None
+    config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"}
+    if precision:
+        config["INFERENCE_PRECISION_HINT"] = precision
+    compiled = ov.Core().compile_model(str(model_path), "CPU", config)
+    request = compiled.create_infer_request()
+    return percentiles_ms(lambda: request.infer(feed), repeats=50)["p50Ms"]
+
+
+def kompile(framework, path, inputs, target, workdir: Path, records: bool) -> dict:
+    # "No records" means what a compile would do on a target nobody has tuned for.
+    shipped = tuning.SHIPPED
+    tuning.SHIPPED = shipped if records else workdir / "no-records"
+    try:
+        _, manifest = compile_model(
+            model_uri=str(path),
+            framework=framework,
+            data_input_config=inputs,
+            target=target,
+            workdir=workdir,
+            progress=lambda _: None,
+        )
+    finally:
+        tuning.SHIPPED = shipped
+    return manifest
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("models", nargs="*", default=list(NAMES), choices=NAMES)
+    parser.add_argument("--target", default="x86-avx2")
+    args = parser.parse_args()
+    threads = os.cpu_count() or 1
+    os.environ["TVM_NUM_THREADS"] = str(threads)
+    target = catalog_target(args.target)
+    print(f"# target {args.target} {target.tvm}, batch 1, {threads} threads everywhere")
+    print(
+        "| model | onnxruntime ms | OpenVINO FP32 / default ms | Kompile untuned ms (compile s) "
+        "| Kompile with records ms (compile s) | kernels from records | with records / onnxruntime |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    ratios = []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        for name in args.models:
+            framework, path, inputs = case(name, folder)
+            model_onnx = onnx_file(framework, path, inputs, folder)
+            feed = feeds(model_onnx)
+            ort_ms = onnxruntime_ms(model_onnx, feed, threads)
+            ov32, ovdef = (openvino_ms(model_onnx, feed, threads, p) for p in ("f32", None))
+            cold = kompile(framework, path, inputs, target, folder / f"{name}-cold", records=False)
+            warm = kompile(framework, path, inputs, target, folder / f"{name}-warm", records=True)
+            ratio = warm["latency"]["p50Ms"] / ort_ms
+            ratios.append(ratio)
+            ov = f"{ov32:.2f} / {ovdef:.2f}" if ov32 is not None else "not installed"
+            t = warm["tuning"]
+            print(
+                f"| {name} | {ort_ms:.2f} | {ov} | {cold['latency']['p50Ms']:.2f} "
+                f"({cold['compiler']['compileSeconds']:.1f}) | {warm['latency']['p50Ms']:.2f} "
+                f"({warm['compiler']['compileSeconds']:.1f}) | {t['kernelsFromRecords']}/{t['kernels']} | "
+                f"{ratio:.2f}x |",
+                flush=True,
+            )
+    print(f"\ngeo-mean Kompile (with records) / onnxruntime: {math.exp(sum(map(math.log, ratios)) / len(ratios)):.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""Tune models with MetaSchedule and keep their best records as the compiler image's pre-tuned set.
+
+    PYTHONPATH=. .venv/bin/python bench/tune.py squeezenet minilm-seq128 --trials 800 --per-task 32
+
+Compiles each model for a catalog HardwareTarget (default x86-avx2, whose CPU this machine
+must have: tuning measures every candidate here) through the same `compile_model` a compiler
+pod runs, with `trials`, and writes the best record of each kernel to
+compiler-image/kompile_compiler/records/<target key>/<model>.json, which every later compile for
+that target applies without tuning. Prints tuning time and the tuned latency beside the
+reference runtime's. Minutes to hours on a small machine: a bench, never a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import yaml
+
+from bench.cases import NAMES, case
+from kompile.api.hardwaretarget import HardwareTargetSpec
+from kompile_compiler import tuning
+from kompile_compiler.pipeline import compile_model
+from kompile_compiler.targets import from_hardware_target
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def catalog_target(name: str):
+    for doc in yaml.safe_load_all((ROOT / "examples/hardwaretargets.yaml").read_text()):
+        if doc and doc["metadata"]["name"] == name:
+            return from_hardware_target(name, HardwareTargetSpec.model_validate(doc["spec"]))
+    raise SystemExit(f"no HardwareTarget {name} in examples/hardwaretargets.yaml")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("models", nargs="+", choices=NAMES)
+    parser.add_argument("--target", default="x86-avx2")
+    parser.add_argument("--trials", type=int, default=800)
+    parser.add_argument("--per-task", type=int, default=32)
+    parser.add_argument("--records", type=Path, default=tuning.SHIPPED)
+    args = parser.parse_args()
+    target = catalog_target(args.target)
+    key = tuning.target_key(target.tvm)
+    print(f"# target {args.target} {target.tvm}, {os.cpu_count()} cores, records -> {args.records / key}")
+    print("| model | kernels | trials | tune s | tuned p50 ms | reference p50 ms | ratio |")
+    print("|---|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        for name in args.models:
+            framework, path, inputs = case(name, folder)
+            _, m = compile_model(
+                model_uri=str(path),
+                framework=framework,
+                data_input_config=inputs,
+                target=target,
+                workdir=folder / name,
+                trials=args.trials,
+                max_trials_per_task=args.per_task,
+                tuning_cache=str(folder / "cache"),
+            )
+            out = args.records / key / f"{name}.json"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(m["tuning"]["published"], out)
+            lat, t = m["latency"], m["tuning"]
+            print(
+                f"| {name} | {t['kernels']} | {t['trials']} | {t['tuneSeconds']:.0f} | {lat['p50Ms']:.2f} | "
+                f"{lat['referenceP50Ms']:.2f} | {lat['p50Ms'] / lat['referenceP50Ms']:.2f}x |",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,242 @@
+"""Schedules for CPU kernels: tuning records, MetaSchedule tuning, and dlight for the rest.
+
+TVM's default CPU pipeline leaves every kernel a plain loop nest (50-100x slower than
+onnxruntime), so every CPU compile comes through here. Records come from three places, best
+first: this compile's own tuning (`tuning.trials`), the shared cache (an s3:// prefix or a
+folder, where every tuning job leaves its best records for the next job of any model that
+shares a kernel), and the records shipped inside the compiler image (made by `bench/tune.py`,
+like TVM's TopHub). A kernel no record covers gets TVM's generic dlight CPU rules.
+
+Records are kept apart per instruction set (`target_key`): a schedule tuned for AVX-512 may
+not run on an AVX2 CPU. The core count is not part of the key; a schedule tuned on 2 cores
+stays valid on 16.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from kompile.storage import ObjectStore, S3Location, StorageError
+
+SHIPPED = Path(__file__).parent / "records"
+FORMAT = "kompile.dev/tuning-records/v1"
+WORKLOADS = "database_workload.json"
+RECORDS = "database_tuning_record.json"
+BUILD_TIMEOUT = 60.0  # seconds per candidate; a fresh builder worker spends ~5 s importing TVM
+FAILED_RUN = 1e9  # MetaSchedule records a failed measurement as a huge run time
+
+Progress = Callable[[str], None]
+
+
+def tunable(tvm_target: dict | None) -> bool:
+    """MetaSchedule and the CPU rules here are for LLVM CPU targets; GPU pipelines schedule with dlight."""
+    return bool(tvm_target) and tvm_target.get("kind") == "llvm"
+
+
+def target_key(tvm_target: dict) -> str:
+    parts = [tvm_target.get("kind", ""), tvm_target.get("mtriple", ""), tvm_target.get("mcpu", "")]
+    parts += sorted(tvm_target.get("mattr") or [])
+    return re.sub(r"[^a-z0-9._-]+", "", "-".join(p for p in parts if p).lower())
+
+
+@dataclass
+class Report:
+    """What the manifest says about the schedules: how many kernels came from where."""
+
+    kernels: int = 0
+    from_records: int = 0
+    records_available: int = 0
+    trials: int = 0
+    tune_seconds: float = 0.0
+    published: str | None = None
+
+    def wire(self) -> dict:
+        body = {
+            "kernels": self.kernels,
+            "kernelsFromRecords": self.from_records,
+            "kernelsByRules": self.kernels - self.from_records,
+            "recordsAvailable": self.records_available,
+            "trials": self.trials,
+            "tuneSeconds": round(self.tune_seconds, 1),
+        }
+        if self.published:
+            body["published"] = self.published
+        return body
+
+
+class RecordCache:
+    """The shared cache: `<location>/<target key>/<name>.json`, one bundle of best records per job."""
+
+    def __init__(self, location: str, store: ObjectStore | None = None):
+        self.location = location
+        self.s3 = location.startswith("s3://")
+        self.store = store if store is not None or not self.s3 else ObjectStore()
+
+    def bundles(self, key: str) -> list[bytes]:
+        if self.s3:
+            base = S3Location.parse(self.location).child(key)
+            return [data for loc in self.store.list(base) if (data := self.store.read(loc)) is not None]
+        folder = Path(self.location) / key
+        return [p.read_bytes() for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
+
+    def put(self, key: str, name: str, data: bytes) -> str:
+        if self.s3:
+            loc = S3Location.parse(self.location).child(key).child(f"{name}.json")
+            self.store.write(loc, data)
+            return str(loc)
+        path = Path(self.location) / key / f"{name}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)  # readers never see half a bundle
+        return str(path)
+
+
+def gather(work_dir: Path, key: str, cache: RecordCache | None, progress: Progress) -> int:
+    """Merge the shipped and the cached records for `key` into the database in `work_dir`."""
+    from tvm.s_tir import meta_schedule as ms
+
+    sources = [p.read_bytes() for p in sorted((SHIPPED / key).glob("*.json"))]
+    if cache is not None:
+        try:
+            sources += cache.bundles(key)
+        except (StorageError, OSError) as err:
+            # The cache only saves time: a compile goes on without it.
+            progress(f"tuning cache {cache.location} unreadable, going on without it: {err}")
+    database = ms.database.JSONDatabase(work_dir=str(work_dir))
+    for data in sources:
+        try:
+            _merge(json.loads(data), database)
+        except Exception as err:  # noqa: BLE001 - a damaged bundle is skipped, never fatal
+            progress(f"skipped a damaged tuning record bundle: {str(err)[:200]}")
+    return len(database)
+
+
+def _merge(bundle: dict, into) -> None:
+    from tvm.s_tir import meta_schedule as ms
+
+    if bundle.get("format") != FORMAT:
+        raise ValueError(f"not a {FORMAT} bundle")
+    with tempfile.TemporaryDirectory() as tmp:
+        Path(tmp, WORKLOADS).write_text("".join(line + "\n" for line in bundle["workloads"]))
+        Path(tmp, RECORDS).write_text("".join(line + "\n" for line in bundle["records"]))
+        source = ms.database.JSONDatabase(work_dir=tmp, allow_missing=False)
+        for rec in source.get_all_tuning_records():
+            workload = into.commit_workload(rec.workload.mod)
+            into.commit_tuning_record(ms.database.TuningRecord(rec.trace, workload, rec.run_secs, rec.target))
+
+
+def bundle(work_dir: Path, key: str) -> bytes:
+    """The best measured record of every kernel in `work_dir`'s database, as one portable object."""
+    import tvm_ffi
+    from tvm.s_tir import meta_schedule as ms
+
+    best: dict[int, tuple[float, object]] = {}
+    for rec in ms.database.JSONDatabase(work_dir=str(work_dir)).get_all_tuning_records():
+        secs = [float(s) for s in rec.run_secs or []]
+        if not secs or min(secs) >= FAILED_RUN:
+            continue
+        mean = sum(secs) / len(secs)
+        shash = tvm_ffi.structural_hash(rec.workload.mod)
+        if shash not in best or mean < best[shash][0]:
+            best[shash] = (mean, rec)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = ms.database.JSONDatabase(work_dir=tmp)
+        for _, rec in best.values():
+            workload = out.commit_workload(rec.workload.mod)
+            out.commit_tuning_record(ms.database.TuningRecord(rec.trace, workload, rec.run_secs, rec.target))
+        lines = {name: Path(tmp, name).read_text().splitlines() for name in (WORKLOADS, RECORDS)}
+    body = {"format": FORMAT, "target": key, "workloads": lines[WORKLOADS], "records": lines[RECORDS]}
+    return json.dumps(body).encode()
+
+
+def schedule(mod, target, work_dir: Path, trials: int, max_trials_per_task: int | None, progress: Progress):
+    """Fuse and legalize `mod`, tune it when `trials` > 0, apply the database, dlight the rest.
+
+    Returns the scheduled module (for `tvm.compile`) and the kernel counts for the report.
+    """
+    import tvm
+    import tvm_ffi
+    from tvm import relax
+    from tvm.s_tir import dlight as dl
+    from tvm.s_tir import meta_schedule as ms
+
+    report = Report(trials=trials)
+    database = ms.database.JSONDatabase(work_dir=str(work_dir))
+    report.records_available = len(database)
+    with target:
+        mod = tvm.transform.Sequential(
+            [
+                relax.transform.DecomposeOpsForInference(),
+                relax.transform.CanonicalizeBindings(),
+                relax.pipeline.zero_pipeline(),
+            ]
+        )(mod)
+    report.kernels = len(_kernels(mod))
+    if trials > 0:
+        started = time.perf_counter()
+        logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
+        per_iteration = min(64, max_trials_per_task or 64)
+        ms.relax_integration.tune_relax(
+            mod,
+            params={},
+            target=target,
+            work_dir=str(work_dir),
+            max_trials_global=trials,
+            max_trials_per_task=max_trials_per_task,
+            num_trials_per_iter=per_iteration,
+            database=database,
+            builder=ms.builder.LocalBuilder(f_build=_build_candidate, timeout_sec=BUILD_TIMEOUT),
+            measure_callbacks=[*ms.MeasureCallback.create("default"), _progress_callback(trials, progress)],
+        )
+        report.tune_seconds = time.perf_counter() - started
+    with target, database:
+        tuned = relax.transform.MetaScheduleApplyDatabase()(mod)
+    # A kernel a record covers comes back rewritten by the record's schedule.
+    report.from_records = sum(1 for gv, f in _kernels(tuned) if not tvm_ffi.structural_equal(f, mod[gv.name_hint]))
+    mod = tuned
+    with target:
+        mod = dl.ApplyDefaultSchedule(dl.cpu.GEMV(), dl.cpu.Reduction())(mod)
+    return mod, report
+
+
+def _build_candidate(mod, target, _params):
+    """MetaSchedule's default build, less its import of every tensor intrinsic TVM has.
+
+    That import registers CUDA's and ROCm's intrinsics too (48 s on a 2-core machine), and the
+    builder starts fresh workers for every batch, so each batch paid it and timed out. A
+    candidate reaches the builder already scheduled, its tensorized blocks already inlined.
+    """
+    from tvm.driver import build
+    from tvm.s_tir.transform import RemoveWeightLayoutRewriteBlock
+
+    return build(RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(mod), target=target)
+
+
+def _kernels(mod) -> list:
+    from tvm import tirx
+
+    return [(gv, f) for gv, f in mod.functions.items() if isinstance(f, tirx.PrimFunc)]
+
+
+def _progress_callback(total: int, progress: Progress):
+    from tvm.ir.utils import derived_object
+    from tvm.s_tir.meta_schedule.measure_callback import PyMeasureCallback
+
+    @derived_object
+    class TrialCounter(PyMeasureCallback):
+        def __init__(self):
+            self.done = 0
+
+        def apply(self, task_scheduler, task_id, measure_candidates, builder_results, runner_results):
+            self.done += len(runner_results)
+            progress(f"tuning: {self.done}/{total} trials (kernel {task_id})")
+
+    return TrialCounter()

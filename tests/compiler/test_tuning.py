@@ -1,0 +1,101 @@
+"""MetaSchedule in the compile: a real (small) tuning run, the shared cache in S3, and its refusals.
+
+One dense layer keeps tuning to one kernel and a few trials; the point is the path (records
+made, shared, found and applied by the next compile), not the speed.
+"""
+
+import json
+
+import pytest
+
+from kompile.api import Framework
+from kompile.storage import S3Location
+from kompile_compiler import tuning
+from kompile_compiler.report import CompileError
+from kompile_compiler.targets import host_target
+from tests.compiler import models
+from tests.compiler.models import compile_onnx
+from tests.compiler.test_gates import cpu_target
+
+CACHE = "s3://kompile-artifacts/tuning-test/"
+
+
+@pytest.fixture(scope="module")
+def dense(tmp_path_factory):
+    return models.dense(tmp_path_factory.mktemp("dense") / "dense.onnx")
+
+
+@pytest.fixture(scope="module")
+def tuned(dense, s3, tmp_path_factory):
+    """A compile that tunes (a few trials) and shares its records in the S3 cache."""
+    store, _ = s3
+    work = tmp_path_factory.mktemp("tuned")
+    _, manifest = compile_onnx(
+        dense, {"x": [4, 64]}, work, trials=8, max_trials_per_task=8, tuning_cache=CACHE, store=store
+    )
+    return manifest
+
+
+def test_tuning_measures_and_shares_its_records(tuned, s3):
+    store, _ = s3
+    report = tuned["tuning"]
+    assert report["trials"] == 8 and report["tuneSeconds"] > 0
+    assert report["kernelsFromRecords"] >= 1, report  # the tuned kernel carries its tuned schedule
+    assert tuned["parity"]["maxAbsError"] < 1e-4
+    key = tuning.target_key(host_target().tvm)
+    assert report["published"].startswith(f"{CACHE}{key}/")
+    bundle = json.loads(store.read(S3Location.parse(report["published"])))
+    assert bundle["format"] == tuning.FORMAT and bundle["target"] == key and bundle["records"]
+
+
+def test_the_next_compile_takes_the_records_from_the_cache(tuned, dense, s3, tmp_path):
+    store, _ = s3
+    _, manifest = compile_onnx(dense, {"x": [4, 64]}, tmp_path, tuning_cache=CACHE, store=store)
+    report = manifest["tuning"]
+    assert report["trials"] == 0 and report["recordsAvailable"] >= 1
+    assert report["kernelsFromRecords"] == tuned["tuning"]["kernelsFromRecords"]
+    assert "published" not in report  # nothing tuned, nothing to share
+
+
+def test_without_a_cache_the_kernels_fall_back_to_the_rules(tuned, dense, tmp_path):
+    _, manifest = compile_onnx(dense, {"x": [4, 64]}, tmp_path)
+    assert manifest["tuning"]["kernelsFromRecords"] == 0
+    assert manifest["tuning"]["kernelsByRules"] == manifest["tuning"]["kernels"] >= 1
+
+
+def test_a_damaged_bundle_in_the_cache_is_skipped(tuned, dense, s3, tmp_path):
+    store, _ = s3
+    key = tuning.target_key(host_target().tvm)
+    store.write(S3Location.parse(CACHE).child(key).child("damaged.json"), b'{"format": "nonsense"')
+    seen = []
+    _, manifest = compile_onnx(dense, {"x": [4, 64]}, tmp_path, tuning_cache=CACHE, store=store, progress=seen.append)
+    assert any("damaged tuning record bundle" in line for line in seen)
+    assert manifest["tuning"]["kernelsFromRecords"] == tuned["tuning"]["kernelsFromRecords"]
+
+
+def test_a_local_folder_serves_as_the_cache(tmp_path):
+    cache = tuning.RecordCache(str(tmp_path / "cache"))
+    where = cache.put("llvm-x", "one", b"{}")
+    assert where.endswith("llvm-x/one.json") and cache.bundles("llvm-x") == [b"{}"]
+    assert cache.bundles("llvm-y") == []
+
+
+def test_records_are_kept_apart_per_instruction_set():
+    avx2 = tuning.target_key({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "core-avx2", "num-cores": 2})
+    assert avx2 == "llvm-x86_64-linux-gnu-core-avx2"
+    assert avx2 == tuning.target_key({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "core-avx2"})
+    assert avx2 != tuning.target_key({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "skylake-avx512"})
+    assert not tuning.tunable({"kind": "cuda", "arch": "sm_80"})
+
+
+@pytest.mark.parametrize(
+    "target, framework, match",
+    [
+        (cpu_target("neoverse-v1", "arm64", "aarch64-linux-gnu"), Framework.ONNX, "measures on the target's own CPU"),
+        (host_target(), Framework.XGBOOST, "nothing to tune"),
+    ],
+)
+def test_tuning_is_refused_where_it_cannot_measure(dense, tmp_path, target, framework, match):
+    with pytest.raises(CompileError, match=match) as err:
+        compile_onnx(dense, {"x": [4, 64]}, tmp_path, target=target, framework=framework, trials=8)
+    assert err.value.reason == "UnsupportedTuning"
