@@ -89,10 +89,12 @@ cgroupDriver: cgroupfs
 cgroupsPerQOS: false
 enforceNodeAllocatable: []
 failSwapOn: false
-# Images arrive by import, never by pull: keep them whatever the disk fills to.
+# Images arrive by import, never by pull: keep them whatever the disk fills to. The eviction
+# manager deletes unused images too when a disk signal fires (it took the pause image once,
+# while an image build filled the disk for a moment), so its disk floors are small and absolute.
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
-evictionHard: {memory.available: "100Mi", nodefs.available: "1%", imagefs.available: "1%"}
+evictionHard: {memory.available: "100Mi", nodefs.available: "256Mi", imagefs.available: "256Mi"}
 serializeImagePulls: false
 YAML
 }

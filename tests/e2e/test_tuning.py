@@ -19,7 +19,7 @@ def test_a_tuning_compile_reports_progress_and_shares_its_records(e2e_namespace,
     uri = "s3://kompile-models/e2e/tuning/dense.onnx"
     store.upload(dense(tmp_path / "dense.onnx"), S3Location.parse(uri))
     job = compilation_job("tuned-dense", uri, target, {"x": [4, 64]})
-    job["spec"]["tuning"] = {"trials": 8, "maxTrialsPerTask": 8}
+    job["spec"]["tuning"] = {"trials": 16, "maxTrialsPerTask": 16}
     apply(job, e2e_namespace)
 
     seen: list[str] = []
@@ -34,7 +34,7 @@ def test_a_tuning_compile_reports_progress_and_shares_its_records(e2e_namespace,
     assert status["phase"] == "Completed", status.get("failureReason")
     assert seen, "no progress line reached the status while the compiler ran"
     manifest = whole_manifest(store, status["artifact"])
-    assert manifest["tuning"]["trials"] == 8 and manifest["tuning"]["kernelsFromRecords"] >= 1
+    assert manifest["tuning"]["trials"] == 16 and manifest["tuning"]["kernelsFromRecords"] >= 1
     assert manifest["tuning"]["published"].startswith(TUNING_CACHE)
     assert store.read(S3Location.parse(manifest["tuning"]["published"])) is not None
     node = kubectl(

@@ -24,7 +24,7 @@ from kompile.manifests import COMPILATION_JOB_LABEL, MANAGED_BY
 from kompile.manifests.compiler import COMPILER_CONTAINER, compiler_job, compiler_job_name
 
 TARGET_RETRY_SECONDS = 15
-PROGRESS_SECONDS = 15  # how often a running compile's progress line is read into its status
+PROGRESS_SECONDS = 5  # how often a running compile's progress line is read into its status
 PROGRESS_PREFIX = "[kompile] "  # kompile_compiler.pipeline.stderr_progress writes its steps so
 
 
@@ -265,8 +265,11 @@ def compiler_changed(body: kopf.Body, memo: kopf.Memo, **_) -> None:
         resync(cj, memo, sync)
 
 
-@kopf.timer(COMPILATION_JOB.crd_name, interval=PROGRESS_SECONDS)
+def _running(status: kopf.Status, **_) -> bool:
+    return status.get("phase") == Phase.IN_PROGRESS.value
+
+
+@kopf.timer(COMPILATION_JOB.crd_name, interval=PROGRESS_SECONDS, when=_running)
 def follow_progress(body: kopf.Body, memo: kopf.Memo, **_) -> None:
-    """A compile's log moves on without any event: look at it now and then while it runs."""
-    if dig(body, "status", "phase") == Phase.IN_PROGRESS.value:
-        resync(dict(body), memo, sync)
+    """A compile's log moves on without any event: read it every few seconds while it runs."""
+    resync(dict(body), memo, sync)
