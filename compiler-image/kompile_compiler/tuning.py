@@ -31,6 +31,7 @@ WORKLOADS = "database_workload.json"
 RECORDS = "database_tuning_record.json"
 BUILD_TIMEOUT = 60.0  # seconds per candidate; a fresh builder worker spends ~5 s importing TVM
 FAILED_RUN = 1e9  # MetaSchedule records a failed measurement as a huge run time
+GATHERED = "gathered.json"  # which records in a work dir came from elsewhere (never republished)
 
 Progress = Callable[[str], None]
 
@@ -116,7 +117,16 @@ def gather(work_dir: Path, key: str, cache: RecordCache | None, progress: Progre
             _merge(json.loads(data), database)
         except Exception as err:  # noqa: BLE001 - a damaged bundle is skipped, never fatal
             progress(f"skipped a damaged tuning record bundle: {str(err)[:200]}")
-    return len(database)
+    records = database.get_all_tuning_records()
+    (work_dir / GATHERED).write_text(json.dumps(sorted({_identity(rec) for rec in records})))
+    return len(records)
+
+
+def _identity(rec) -> str:
+    """A record by its kernel and its measurement: equal only for a copy of the same record."""
+    import tvm_ffi
+
+    return f"{tvm_ffi.structural_hash(rec.workload.mod)}:{[float(s) for s in rec.run_secs or []]}"
 
 
 def _merge(bundle: dict, into) -> None:
@@ -134,14 +144,19 @@ def _merge(bundle: dict, into) -> None:
 
 
 def bundle(work_dir: Path, key: str) -> bytes:
-    """The best measured record of every kernel in `work_dir`'s database, as one portable object."""
+    """The best record of every kernel this compile measured, as one portable object.
+
+    Records that came from the cache or the image are left out: they are there already, and a
+    job republishing them would make every bundle carry all the ones before it.
+    """
     import tvm_ffi
     from tvm.s_tir import meta_schedule as ms
 
+    gathered = set(json.loads((work_dir / GATHERED).read_text())) if (work_dir / GATHERED).exists() else set()
     best: dict[int, tuple[float, object]] = {}
     for rec in ms.database.JSONDatabase(work_dir=str(work_dir)).get_all_tuning_records():
         secs = [float(s) for s in rec.run_secs or []]
-        if not secs or min(secs) >= FAILED_RUN:
+        if not secs or min(secs) >= FAILED_RUN or _identity(rec) in gathered:
             continue
         mean = sum(secs) / len(secs)
         shash = tvm_ffi.structural_hash(rec.workload.mod)

@@ -57,6 +57,14 @@ def test_the_next_compile_takes_the_records_from_the_cache(tuned, dense, s3, tmp
     assert "published" not in report  # nothing tuned, nothing to share
 
 
+def test_a_bundle_never_carries_the_records_it_was_given(tuned, s3, tmp_path):
+    # Else every job would republish the whole cache, each bundle carrying all before it.
+    store, _ = s3
+    key = tuning.target_key(host_target().tvm)
+    assert tuning.gather(tmp_path, key, tuning.RecordCache(CACHE, store), print) >= 1
+    assert json.loads(tuning.bundle(tmp_path, key))["records"] == []
+
+
 def test_without_a_cache_the_kernels_fall_back_to_the_rules(tuned, dense, tmp_path):
     _, manifest = compile_onnx(dense, {"x": [4, 64]}, tmp_path)
     assert manifest["tuning"]["kernelsFromRecords"] == 0
