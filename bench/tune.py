@@ -27,6 +27,8 @@ from kompile_compiler.pipeline import compile_model
 from kompile_compiler.targets import from_hardware_target
 
 ROOT = Path(__file__).resolve().parents[1]
+# Outside the temporary folder: a compile that fails after tuning (its parity check) keeps its records.
+CACHE = Path.home() / ".cache/kompile/bench-tuning"
 
 
 def catalog_target(name: str):
@@ -61,7 +63,7 @@ def main() -> None:
                 workdir=folder / name,
                 trials=args.trials,
                 max_trials_per_task=args.per_task,
-                tuning_cache=str(folder / "cache"),
+                tuning_cache=str(CACHE),
             )
             out = args.records / key / f"{name}.json"
             out.parent.mkdir(parents=True, exist_ok=True)

@@ -110,6 +110,12 @@ def compare(
                 "AccuracyCheckFailed", f"output '{name}' has shape {list(got.shape)}, the reference {list(want.shape)}"
             )
         want = want.astype(np.float64)
+        if not np.all(np.isfinite(want)):
+            raise CompileError(
+                "AccuracyCheckFailed",
+                f"{reference_name}'s own output '{name}' is not finite (NaN or inf) on these inputs, so there is "
+                "nothing to compare with; check the model's weights, or give sample data (inputConfig.sampleDataS3Uri)",
+            )
         diff = np.abs(got.astype(np.float64) - want)
         abs_err = float(diff.max(initial=0.0))
         rel_err = float((diff / np.maximum(np.abs(want), 1e-12)).max(initial=0.0))

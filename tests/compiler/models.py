@@ -31,8 +31,11 @@ def with_random_weights(model: onnx.ModelProto, seed: int = 0) -> onnx.ModelProt
         if node.op_type == "ConstantOfShape" and node.input[0] in shapes:
             shape = [int(d) for d in shapes[node.input[0]]]
             fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else 0
-            scale = np.sqrt(2.0 / fan_in) if fan_in else 0.1
-            weight = (rng.standard_normal(shape) * scale).astype(np.float32)
+            if fan_in:
+                weight = (rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(np.float32)
+            else:
+                # Biases and batch-norm statistics: positive, so no variance comes out negative (NaN).
+                weight = rng.uniform(0.5, 1.5, shape).astype(np.float32)
             model.graph.initializer.append(numpy_helper.from_array(weight, node.output[0]))
             if model.ir_version < 4:  # IR 3 lists every initializer among the graph's inputs too
                 model.graph.input.append(helper.make_tensor_value_info(node.output[0], TensorProto.FLOAT, shape))

@@ -22,6 +22,10 @@ def test_parity_gate_fails_with_the_numbers():
     assert "output 'y' differs from onnxruntime by up to 0.25" in err.value.detail
     with pytest.raises(CompileError, match="has shape"):
         compare(["y"], [reference[0][:5]], reference, Precision.FP32, "onnxruntime")
+    broken = [reference[0].copy()]
+    broken[0][0, 0] = np.nan
+    with pytest.raises(CompileError, match="onnxruntime's own output 'y' is not finite"):
+        compare(["y"], reference, broken, Precision.FP32, "onnxruntime")
 
 
 def cpu_target(mcpu: str, arch: str = "x86_64", triple: str = "x86_64-linux-gnu"):
