@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import tempfile
 import time
@@ -198,14 +199,16 @@ def schedule(mod, target, work_dir: Path, trials: int, max_trials_per_task: int 
     if trials > 0:
         started = time.perf_counter()
         logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
-        per_iteration = min(64, max_trials_per_task or 64)
+        # Unset, MetaSchedule lets the first kernels take the whole budget; spread it instead.
+        per_task = max_trials_per_task or max(1, math.ceil(trials / max(1, report.kernels)))
+        per_iteration = min(64, per_task)
         ms.relax_integration.tune_relax(
             mod,
             params={},
             target=target,
             work_dir=str(work_dir),
             max_trials_global=trials,
-            max_trials_per_task=max_trials_per_task,
+            max_trials_per_task=per_task,
             num_trials_per_iter=per_iteration,
             database=database,
             builder=ms.builder.LocalBuilder(f_build=_build_candidate, timeout_sec=BUILD_TIMEOUT),

@@ -110,7 +110,9 @@ class Tuning(KModel):
     """MetaSchedule auto-tuning."""
 
     trials: int = Field(0, ge=0, le=100000, description="Total tuning trials; 0 compiles without tuning.")
-    max_trials_per_task: int | None = Field(None, ge=1, le=10000)
+    max_trials_per_task: int | None = Field(
+        None, ge=1, le=10000, description="Trials per kernel; by default the trials are spread evenly over the kernels."
+    )
 
 
 class CompilationJobSpec(KModel):
