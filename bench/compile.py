@@ -36,7 +36,7 @@ def onnx_file(framework: Framework, path: Path, inputs: dict, folder: Path) -> P
     program = torch.export.load(str(path))
     example = tuple(torch.ones(shape, dtype=torch.int64) for shape in inputs.values())
     out = folder / f"{path.stem}.onnx"
-    torch.onnx.export(program.module(), example, str(out), input_names=list(inputs), dynamo=True)
+    torch.onnx.export(program.module(), example, str(out), input_names=list(inputs), dynamo=False)
     return out
 
 
@@ -93,9 +93,11 @@ def kompile(framework, path, inputs, target, workdir: Path, records: bool) -> di
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("models", nargs="*", default=list(NAMES), choices=NAMES)
+    parser.add_argument("models", nargs="*", help=f"default: all of {', '.join(NAMES)}")
     parser.add_argument("--target", default="x86-avx2")
     args = parser.parse_args()
+    if unknown := set(args.models) - set(NAMES):
+        parser.error(f"unknown models {sorted(unknown)}; choose from {', '.join(NAMES)}")
     threads = os.cpu_count() or 1
     os.environ["TVM_NUM_THREADS"] = str(threads)
     target = catalog_target(args.target)
@@ -108,7 +110,7 @@ def main() -> None:
     ratios = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        for name in args.models:
+        for name in args.models or NAMES:
             framework, path, inputs = case(name, folder)
             model_onnx = onnx_file(framework, path, inputs, folder)
             feed = feeds(model_onnx)
