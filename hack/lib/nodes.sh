@@ -4,7 +4,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/pki.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/processes.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/network.sh"
 
-NODE_PACKAGES=(containerd runc containernetworking-plugins conntrack iptables)
+# umoci packs the pause image the nodes need (hack/images needs it too, but runs after the cluster).
+NODE_PACKAGES=(containerd runc containernetworking-plugins conntrack iptables umoci)
 NODE_LABEL="kompile.dev/hardware-target"
 CNI_BIN=/usr/lib/cni
 PAUSE_IMAGE="docker.io/local/pause:3.4.1"
