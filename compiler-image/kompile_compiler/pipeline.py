@@ -25,7 +25,7 @@ from kompile_compiler.frontends.onnx import datatype
 from kompile_compiler.report import CompileError
 from kompile_compiler.source import fetch, locate, sha256_file
 from kompile_compiler.validation import compare, load_samples, percentiles_ms, sample_inputs
-from kompile_runtime.artifact import TREE_RUNTIME, TVM_RUNTIME, runner
+from kompile_runtime.artifact import MODEL_FILES, ONNX_RUNTIME, TREE_RUNTIME, TVM_RUNTIME, runner
 
 Progress = Callable[[str], None]
 
@@ -66,6 +66,7 @@ def compile_job(
         trials=tune.trials if tune else 0,
         max_trials_per_task=tune.max_trials_per_task if tune else None,
         tuning_cache=os.environ.get("KOMPILE_TUNING_CACHE") or None,
+        uncompiled=spec.output_config.uncompiled,
     )
 
 
@@ -86,14 +87,20 @@ def compile_model(
     trials: int = 0,
     max_trials_per_task: int | None = None,
     tuning_cache: str | None = None,
+    uncompiled: bool = False,
 ) -> tuple[CompilerResult, dict]:
+    """Compile a model into an artifact; `uncompiled` packages the ONNX model as it is instead,
+    checked and measured the same way, for onnxruntime in the serving pod (a baseline)."""
     try:
         declared = parse_data_input_config(data_input_config, framework)
     except DataInputConfigError as err:
         raise CompileError(err.reason, str(err)) from None
     if problem := _precision_problem(framework, precision):
         raise CompileError("UnsupportedPrecision", problem)
-    targets.BACKENDS[target.backend].check()
+    if uncompiled and (problem := _uncompiled_problem(framework, precision, trials)):
+        raise CompileError(problem[0], problem[1])
+    if not uncompiled:
+        targets.BACKENDS[target.backend].check()
     if trials and (problem := _tuning_problem(framework, target)):
         raise CompileError("UnsupportedTuning", problem)
     threads = int(os.environ.get("TVM_NUM_THREADS") or (target.tvm or {}).get("num-cores") or os.cpu_count() or 1)
@@ -112,7 +119,7 @@ def compile_model(
                 sample_path = fetch(sample_data_uri, workdir / "samples", store)
             except CompileError as err:
                 raise CompileError("InvalidSampleData", f"sample data: {err.detail}") from None
-    versions = _versions(framework)
+    versions = _versions(framework, uncompiled)
     key = packaging.content_key(
         samples=sha256_file(sample_path) if sample_path else None,
         source=source_sha,
@@ -124,6 +131,7 @@ def compile_model(
         optLevel=opt_level,
         tuning={"trials": trials, "maxTrialsPerTask": max_trials_per_task},
         compiler=versions,
+        **({"uncompiled": True} if uncompiled else {}),
     )
     if upload_to and (done := packaging.reusable(upload_to, key, store)):
         # A retried pod, or the same job applied again: the artifact is already whole.
@@ -136,7 +144,9 @@ def compile_model(
     library = out / packaging.LIBRARY
     started = time.perf_counter()
     schedules = None
-    if framework is Framework.XGBOOST:
+    if uncompiled:
+        shutil.copyfile(model_file, out / MODEL_FILES[ONNX_RUNTIME])
+    elif framework is Framework.XGBOOST:
         with step(progress, f"compiling the trees for {target.name} (tl2cgen)"):
             trees.build(imported.mod, library, target, threads)
     else:
@@ -166,8 +176,9 @@ def compile_model(
         "inputs": [t.wire() for t in imported.inputs],
         "outputs": [t.wire() for t in outputs],
         "target": {"name": target.name, "backend": target.backend.value, "tvm": target.tvm},
-        # How the serving pod loads model.so: TVM's Relax VM, or tl2cgen's tree predictor.
-        "runtime": TREE_RUNTIME if framework is Framework.XGBOOST else TVM_RUNTIME,
+        # How the serving pod loads the model: TVM's Relax VM, tl2cgen's tree predictor, or
+        # onnxruntime for an uncompiled model.
+        "runtime": ONNX_RUNTIME if uncompiled else TREE_RUNTIME if framework is Framework.XGBOOST else TVM_RUNTIME,
         "precision": precision.value,
         "contentKey": key,
         "compiler": {
@@ -180,7 +191,8 @@ def compile_model(
     if schedules is not None:
         manifest["tuning"] = schedules.wire()
     latency = None
-    if (reason := targets.why_not_runnable_here(target)) is None:
+    # onnxruntime runs an uncompiled model on whatever CPU this is.
+    if (reason := None if uncompiled else targets.why_not_runnable_here(target)) is None:
         run = runner(manifest["runtime"], out, [t.name for t in imported.inputs])
         args = [feed[t.name] for t in imported.inputs]
         with step(progress, f"checking outputs against {imported.reference_name} ({len(feeds)} samples)"):
@@ -298,6 +310,16 @@ def _tuning_problem(framework: Framework, target: targets.CompileTarget) -> str 
     return None
 
 
+def _uncompiled_problem(framework: Framework, precision: Precision, trials: int) -> tuple[str, str] | None:
+    if framework is not Framework.ONNX:
+        return "UnsupportedFramework", f"uncompiled: onnxruntime serves ONNX models, not {framework.value}"
+    if precision is not Precision.FP32:
+        return "UnsupportedPrecision", f"uncompiled: the model is served as it is, in FP32, not {precision.value}"
+    if trials:
+        return "UnsupportedTuning", "uncompiled: nothing is compiled, so nothing is tuned; set tuning.trials to 0"
+    return None
+
+
 def _precision_problem(framework: Framework, precision: Precision) -> str | None:
     """Why this framework cannot compile at this precision, or None where it can."""
     if precision in UNSUPPORTED_PRECISION:
@@ -309,9 +331,11 @@ def _precision_problem(framework: Framework, precision: Precision) -> str | None
     return None
 
 
-def _versions(framework: Framework) -> dict[str, str]:
+def _versions(framework: Framework, uncompiled: bool = False) -> dict[str, str]:
     from importlib.metadata import version
 
+    if uncompiled:
+        return {"onnxruntime": version("onnxruntime")}
     if framework is Framework.XGBOOST:
         return {"treelite": version("treelite"), "tl2cgen": version("tl2cgen")}
     import tvm

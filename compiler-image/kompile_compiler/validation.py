@@ -10,6 +10,7 @@ import numpy as np
 
 from kompile.api import Precision
 from kompile.api.common import TensorSpec
+from kompile.loadgen.payloads import random_feeds
 from kompile_compiler.report import CompileError
 
 # Allowed |compiled - reference| <= atol + rtol * |reference|, by precision.
@@ -22,16 +23,8 @@ TOLERANCE = {
 
 
 def sample_inputs(specs: list[TensorSpec], seed: int = 0) -> dict[str, np.ndarray]:
-    """Random inputs of the declared shapes: normal floats, small non-negative integers (valid ids)."""
-    rng = np.random.default_rng(seed)
-    out = {}
-    for spec in specs:
-        dtype = np.dtype(spec.datatype.array_type)
-        if np.issubdtype(dtype, np.floating):
-            out[spec.name] = rng.standard_normal(spec.shape).astype(dtype)
-        else:
-            out[spec.name] = rng.integers(0, 2 if dtype == np.bool_ else 8, spec.shape).astype(dtype)
-    return out
+    """Random inputs of the declared shapes (the load generator's own random payloads)."""
+    return random_feeds(specs, count=1, seed=seed)[0]
 
 
 def load_samples(path, specs: list[TensorSpec]) -> list[dict[str, np.ndarray]]:

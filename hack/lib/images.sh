@@ -55,7 +55,7 @@ ensure_wheels() {
   [ "$(cat "$stamp" 2>/dev/null)" = "$key" ] && return 0
   log "fetching wheels for the images into .whl/"
   python3 -m pip download -q --disable-pip-version-check --only-binary=:all: -d "$REPO_ROOT/.whl" \
-    "$REPO_ROOT[runtime,compiler]" "setuptools>=77" wheel 2>&1 | grep -v "^WARNING: Location" || true
+    "$REPO_ROOT[runtime,compiler,loadgen]" "setuptools>=77" wheel 2>&1 | grep -v "^WARNING: Location" || true
   echo "$key" >"$stamp"
 }
 

@@ -8,8 +8,8 @@ ensure_venv() {
     log "creating $VENV"
     python3 -m venv "$VENV"
   fi
-  log "installing kompile[dev,compiler,runtime] into $VENV"
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$REPO_ROOT[dev,compiler,runtime]" 2>&1 \
+  log "installing kompile[dev,compiler,runtime,loadgen] into $VENV"
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$REPO_ROOT[dev,compiler,runtime,loadgen]" 2>&1 \
     | grep -v "^WARNING: Location" || true
-  "$VENV/bin/python" -c "import kompile, kopf, pytest, tvm, onnxruntime, kserve" || die "the virtualenv at $VENV is incomplete"
+  "$VENV/bin/python" -c "import kompile, kopf, pytest, tvm, onnxruntime, kserve, locust" || die "the virtualenv at $VENV is incomplete"
 }

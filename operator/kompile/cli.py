@@ -4,6 +4,7 @@
     kompile compile MODEL ...       compile a model here, with the compiler pods' own pipeline
     kompile run DIR [--input NAME=FILE.npy]   verify an artifact's digests, run it once
     kompile bench DIR               verify, then time it on random inputs
+    kompile recommendations NAME [-n NAMESPACE]   an InferenceRecommendation's ranked table
 
 `validate` catches before `kubectl apply` what the API server's schema cannot, such as
 dataInputConfig rules, so a GitOps repository can check its manifests in CI.
@@ -19,7 +20,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from kompile.api import RESOURCES, CompilationJobSpec, DataInputConfigError, Framework, Precision
+from kompile.api import RESOURCES, DataInputConfigError, Framework, Precision
 from kompile.controllers.validation import describe
 
 SPECS = {r.kind: r.spec for r in RESOURCES}
@@ -39,8 +40,8 @@ def validate_document(doc: dict) -> list[str]:
         return []
     try:
         spec = SPECS[kind].model_validate(doc.get("spec") or {})
-        if isinstance(spec, CompilationJobSpec):
-            spec.input_config.parsed_inputs()
+        if (inputs := getattr(spec, "input_config", None)) is not None:
+            inputs.parsed_inputs()
     except ValidationError as err:
         return [describe(err)]
     except DataInputConfigError as err:
@@ -175,6 +176,39 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_recommendations(args: argparse.Namespace) -> int:
+    from kompile.api.recommendation import INFERENCE_RECOMMENDATION, Recommendation
+    from kompile.recommender.report import table
+
+    if args.file:
+        obj = yaml.safe_load(Path(args.file).read_text())
+    else:
+        from kompile.kube import Kube
+
+        rec = INFERENCE_RECOMMENDATION
+        obj = Kube().get(rec.api_version, rec.kind, args.name, args.namespace)
+        if obj is None:
+            print(f"InferenceRecommendation {args.namespace}/{args.name} not found", file=sys.stderr)
+            return 1
+    status = obj.get("status") or {}
+    print(f"{obj['metadata']['name']}: {status.get('phase', 'Pending')}", end="")
+    print(f" ({status['progress']})" if status.get("progress") else "")
+    if status.get("failureReason"):
+        print(f"failureReason: {status['failureReason']}")
+    rows = [Recommendation.model_validate(r) for r in status.get("recommendations") or []]
+    if rows:
+        cells = table(rows)
+        widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
+        for row in cells:
+            print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    for test in status.get("tests") or []:
+        if test.get("failureReason"):
+            print(f"{test['endpointName']}: {test['failureReason']}")
+    if status.get("reportUri"):
+        print(f"report: {status['reportUri']}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kompile", description="Compile ML models for their hardware.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -229,6 +263,11 @@ def main(argv: list[str] | None = None) -> int:
         else:
             p.add_argument("--repeats", type=int, default=50)
             p.add_argument("--budget", type=float, default=30.0, help="stop timing after this many seconds")
+    recs = sub.add_parser("recommendations", help="print an InferenceRecommendation's ranked table")
+    recs.add_argument("name")
+    recs.add_argument("-n", "--namespace", default="default")
+    recs.add_argument("-f", "--file", help="read the object from this YAML or JSON (kubectl get -o yaml) instead")
+    recs.set_defaults(func=cmd_recommendations)
     args = parser.parse_args(argv)
     return args.func(args)
 

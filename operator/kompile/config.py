@@ -13,6 +13,8 @@ class OperatorConfig(BaseSettings):
 
     compiler_image: str = "docker.io/local/kompile-compiler:dev"
     runtime_image: str = "docker.io/local/kompile-runtime:dev"
+    # Runs a recommendation's load generator (locust) and report: the operator's own image.
+    loadgen_image: str = "docker.io/local/kompile-operator:dev"
     image_pull_policy: str = Field("IfNotPresent", pattern="^(Always|IfNotPresent|Never)$")
     # The S3 API endpoint pods use (http(s)://host:port); empty means AWS S3.
     s3_endpoint: str = ""
@@ -20,6 +22,8 @@ class OperatorConfig(BaseSettings):
     # Shared MetaSchedule records (an s3:// prefix the compiler pods' credentials can read and
     # write); empty: each compile uses only its own tuning and the records in the compiler image.
     tuning_cache: str = Field("", pattern=r"^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?)?$")
+    # Prometheus's HTTP API, where recommendations read their load tests' figures; empty: none.
+    prometheus_url: str = Field("", pattern=r"^(https?://[^\s/]+(/.*)?)?$")
     # Namespaces to watch, comma-separated; empty watches the whole cluster.
     watch_namespaces: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Retries of a crashed compiler pod; compiler errors about the input are never retried.

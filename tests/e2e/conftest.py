@@ -95,6 +95,8 @@ def e2e_namespace(cluster, pools, s3_env):
             "--set",
             f"tuning.cache={TUNING_CACHE}",
             "--set",
+            f"prometheus.url={os.environ.get('KOMPILE_PROMETHEUS_URL', '')}",
+            "--set",
             "images.pullPolicy=Never",
             *[f"--set=images.{part}={os.environ[f'KOMPILE_{part.upper()}_IMAGE']}" for part in IMAGE_PARTS],
             "--set",

@@ -11,8 +11,9 @@ from kompile.api.compiledmodel import COMPILED_MODEL, CompiledModelSpec
 from kompile.api.datainput import DataInputConfig, DataInputConfigError, parse_data_input_config
 from kompile.api.hardwaretarget import HARDWARE_TARGET, HardwareTargetSpec
 from kompile.api.inferenceendpoint import INFERENCE_ENDPOINT, InferenceEndpointSpec
+from kompile.api.recommendation import INFERENCE_RECOMMENDATION, InferenceRecommendationSpec
 
-RESOURCES = (HARDWARE_TARGET, COMPILATION_JOB, COMPILED_MODEL, INFERENCE_ENDPOINT)
+RESOURCES = (HARDWARE_TARGET, COMPILATION_JOB, COMPILED_MODEL, INFERENCE_ENDPOINT, INFERENCE_RECOMMENDATION)
 
 __all__ = [
     "API_VERSION",
@@ -22,6 +23,7 @@ __all__ = [
     "HARDWARE_TARGET",
     "HARDWARE_TARGET_LABEL",
     "INFERENCE_ENDPOINT",
+    "INFERENCE_RECOMMENDATION",
     "RESOURCES",
     "VERSION",
     "CompilationJobSpec",
@@ -32,6 +34,7 @@ __all__ = [
     "Framework",
     "HardwareTargetSpec",
     "InferenceEndpointSpec",
+    "InferenceRecommendationSpec",
     "Phase",
     "Precision",
     "parse_data_input_config",

@@ -89,6 +89,12 @@ class OutputConfig(KModel):
         description="Name of the CompiledModel to create on success (default: the job's name).",
     )
 
+    uncompiled: bool = Field(
+        False,
+        description="Package the ONNX model as it is, for onnxruntime in the serving pod, instead of compiling "
+        "it: the baseline a compiled model is compared with.",
+    )
+
     model_config = KModel.model_config | {
         "json_schema_extra": {"oneOf": [{"required": ["targetDevice"]}, {"required": ["targetPlatform"]}]}
     }
@@ -127,6 +133,14 @@ class CompilationJobSpec(KModel):
         "(and optionally AWS_SESSION_TOKEN) for the object store.",
     )
     stop: bool = Field(False, description="Set to true to stop the job (Neo's StopCompilationJob).")
+
+    @model_validator(mode="after")
+    def _uncompiled_is_onnx(self) -> CompilationJobSpec:
+        if self.output_config.uncompiled and self.input_config.framework is not Framework.ONNX:
+            raise ValueError(
+                f"outputConfig.uncompiled serves ONNX models with onnxruntime, not {self.input_config.framework.value}"
+            )
+        return self
 
     @property
     def compiled_model_name(self) -> str | None:

@@ -1,3 +1,3 @@
 """kopf handlers, one module per resource. Importing this package registers them all."""
 
-from kompile.controllers import catalog, compilationjob, inferenceendpoint  # noqa: F401
+from kompile.controllers import catalog, compilationjob, inferenceendpoint, recommendation  # noqa: F401

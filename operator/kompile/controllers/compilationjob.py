@@ -14,13 +14,14 @@ from kompile.api import API_VERSION, COMPILATION_JOB, COMPILED_MODEL, HARDWARE_T
 from kompile.api.compilationjob import CompilationJobSpec, Phase
 from kompile.api.datainput import DataInputConfigError
 from kompile.api.hardwaretarget import HardwareTargetSpec
+from kompile.api.recommendation import INFERENCE_RECOMMENDATION
 from kompile.api.result import CompilerResult, parse_termination_message
 from kompile.config import OperatorConfig
 from kompile.controllers.conditions import now, set_condition
 from kompile.controllers.reconcile import Outcome, reconcile_on_changes, resync
 from kompile.controllers.validation import describe
 from kompile.kube import Kube, dig
-from kompile.manifests import COMPILATION_JOB_LABEL, MANAGED_BY
+from kompile.manifests import COMPILATION_JOB_LABEL, MANAGED_BY, RECOMMENDATION_LABEL
 from kompile.manifests.compiler import COMPILER_CONTAINER, compiler_job, compiler_job_name
 
 TARGET_RETRY_SECONDS = 15
@@ -235,18 +236,19 @@ def _publish_model(cj: dict, spec: CompilationJobSpec, result: CompilerResult, k
     }
     if result.latency:
         model_spec["latency"] = result.latency.wire()
-    kube.apply(
-        {
-            "apiVersion": API_VERSION,
-            "kind": COMPILED_MODEL.kind,
-            "metadata": {
-                "name": name,
-                "namespace": meta["namespace"],
-                "labels": {**MANAGED_BY, COMPILATION_JOB_LABEL: meta["name"]},
-            },
-            "spec": model_spec,
-        }
-    )
+    model_meta = {
+        "name": name,
+        "namespace": meta["namespace"],
+        "labels": {
+            **MANAGED_BY,
+            COMPILATION_JOB_LABEL: meta["name"],
+            **{k: v for k, v in (meta.get("labels") or {}).items() if k == RECOMMENDATION_LABEL},
+        },
+    }
+    # A job a recommendation made compiles a variant for it: the model goes when the recommendation does.
+    if owners := [o for o in meta.get("ownerReferences") or [] if o.get("kind") == INFERENCE_RECOMMENDATION.kind]:
+        model_meta["ownerReferences"] = owners
+    kube.apply({"apiVersion": API_VERSION, "kind": COMPILED_MODEL.kind, "metadata": model_meta, "spec": model_spec})
     return name
 
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from kompile.api.recommendation import Recommendation
+from kompile.api.hardwaretarget import HardwareTargetSpec
+from kompile.api.recommendation import LoadTest, Recommendation, Variant
+from kompile.recommender.prometheus import EndpointFigures
 
 
 def cost_per_hour(instance_count: int, price_per_node_hour: float | None) -> float | None:
@@ -46,3 +48,43 @@ def rank(rows: Iterable[Recommendation]) -> list[Recommendation]:
         marked,
         key=lambda r: (r.cost_per_inference is None, r.cost_per_inference or 0.0, r.model_latency, r.endpoint_name),
     )
+
+
+def _per_pod(resources: dict, name: str) -> float | None:
+    """A container's limit for `name` (else its request), in cores or bytes."""
+    from kubernetes.utils.quantity import parse_quantity
+
+    for kind in ("limits", "requests"):
+        if (value := (resources.get(kind) or {}).get(name)) is not None:
+            return float(parse_quantity(value))
+    return None
+
+
+def measured_row(
+    test: LoadTest, figures: EndpointFigures, target: HardwareTargetSpec, resources: dict
+) -> Recommendation:
+    """One test's row: its Prometheus figures, priced by its pool and its replica count.
+
+    CPU and memory utilisation are against what the pods may use: their limit, else their request.
+    """
+    count = test.instance_count
+    per_hour = cost_per_hour(count, target.cost_per_hour)
+    cpu, memory = _per_pod(resources, "cpu"), _per_pod(resources, "memory")
+    return Recommendation(
+        endpoint_name=test.endpoint_name,
+        hardware_target=test.hardware_target,
+        instance_type=target.instance_type,
+        initial_instance_count=count,
+        cost_per_hour=per_hour,
+        cost_per_inference=cost_per_inference(per_hour, figures.max_invocations),
+        max_invocations=round(figures.max_invocations),
+        model_latency=round(figures.latency_ms or 0.0, 3),
+        inference_specification_name=test.compilation_job if test.variant is Variant.COMPILED else None,
+        cpu_utilization=_percent(figures.cpu_cores, cpu and cpu * count),
+        memory_utilization=_percent(figures.memory_bytes, memory and memory * count),
+        model_setup_time=None if figures.setup_seconds is None else round(figures.setup_seconds, 3),
+    )
+
+
+def _percent(used: float | None, available: float | None) -> float | None:
+    return None if used is None or not available else round(100 * used / available, 2)
