@@ -120,6 +120,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
                 trials=args.trials,
                 max_trials_per_task=args.max_trials_per_task,
                 tuning_cache=args.tuning_cache,
+                uncompiled=args.uncompiled,
             )
     except CompileError as err:
         print(f"{err.reason}: {err.detail}", file=sys.stderr)
@@ -245,6 +246,11 @@ def main(argv: list[str] | None = None) -> int:
         metavar="DIR_OR_S3_PREFIX",
         help="shared tuning records: read before compiling, and this compile's tuned records left there "
         "(default: $KOMPILE_TUNING_CACHE)",
+    )
+    comp.add_argument(
+        "--uncompiled",
+        action="store_true",
+        help="package the ONNX model as it is, for onnxruntime in the runtime server (a baseline); no compile",
     )
     comp.set_defaults(func=cmd_compile)
     for name, func, text in (("run", cmd_run, "run an artifact once"), ("bench", cmd_bench, "time an artifact")):
