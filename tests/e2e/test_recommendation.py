@@ -92,10 +92,18 @@ def test_the_report_is_in_object_storage(finished, store):
         assert f"<td>{row['endpointName']}</td>" in page
 
 
-def test_no_temporary_endpoint_or_job_is_left(finished, e2e_namespace):
+def test_no_temporary_endpoint_or_load_job_is_left(finished, e2e_namespace):
+    rec, _ = finished
     assert owned("inferenceendpoints", e2e_namespace, "squeezenet") == []
-    assert owned("jobs", e2e_namespace, "squeezenet") == []
-    assert owned("deployments", e2e_namespace, "squeezenet") == []
+    assert owned("jobs", e2e_namespace, "squeezenet") == ["squeezenet-report"]
+    endpoints = {t["endpointName"] for t in rec["status"]["tests"]}
+
+    def serving_gone():
+        out = kubectl("-n", e2e_namespace, "get", "deployments,pods", "-o", "json").stdout
+        labels = [i["metadata"].get("labels", {}) for i in json.loads(out)["items"]]
+        return not [x for x in labels if x.get("kompile.dev/inference-endpoint") in endpoints]
+
+    eventually(serving_gone, timeout=120, interval=2, message="the temporary endpoints' Deployments and pods gone")
 
 
 def test_deleting_the_recommendation_deletes_what_it_made(finished, e2e_namespace):

@@ -128,18 +128,20 @@ def sync(rec: dict, kube: Kube, cfg: OperatorConfig) -> Outcome:
     step = Step(rec, spec, targets, jobs, kube, cfg)
     step.active = sum(t.state in (LoadTestState.DEPLOYING, LoadTestState.LOADING) for t in tests)
     for i, test in enumerate(tests):
-        if not test.state.finished:
+        if test.state.finished:
+            # Deleted once the status says it finished, so a pass that loses its status write
+            # (and runs again) never finds a test's endpoint gone before its outcome is kept.
+            step.remove(test)
+        else:
             tests[i], row = step.advance(test)
             if row is not None:
                 rows[row.endpoint_name] = row
-    for message in step.warnings:
-        out.event("LoadTestWaiting", message, warning=True)
     fields = {
         "tests": [t.wire() for t in tests],
         "recommendations": [r.wire() for r in cost.rank(rows.values())],
     }
     if not all(t.state.finished for t in tests):
-        return move(Phase.IN_PROGRESS, progress=_progress(tests), **fields)
+        return move(Phase.IN_PROGRESS, progress="; ".join([_progress(tests), *step.warnings])[:512], **fields)
     if not rows:
         first = next(t for t in tests if t.state is LoadTestState.FAILED)
         return fail("NoTestSucceeded", f"{first.endpoint_name}: {first.failure_reason}")
@@ -163,7 +165,6 @@ class Step:
         return self._measure(test)
 
     def _failed(self, test: LoadTest, reason: str) -> LoadTest:
-        self._remove(test)
         return test.model_copy(update={"state": LoadTestState.FAILED, "failure_reason": reason, "end_time": now()})
 
     def _deploy(self, test: LoadTest) -> LoadTest:
@@ -250,7 +251,6 @@ class Step:
         target = self.targets[test.hardware_target]
         resources = container_resources(candidate.resources, target.resources, default=DEFAULT_SERVING_RESOURCES)
         row = cost.measured_row(test, figures, target, resources)
-        self._remove(test)
         done = test.model_copy(
             update={
                 "state": LoadTestState.COMPLETED,
@@ -265,7 +265,7 @@ class Step:
         threshold = self.spec.stopping_conditions.threshold
         return threshold.percentile if threshold else Percentile.P95
 
-    def _remove(self, test: LoadTest) -> None:
+    def remove(self, test: LoadTest) -> None:
         """A finished test frees its pool for the next one."""
         self.kube.delete("batch/v1", "Job", load_job_name(test.endpoint_name), self.namespace)
         self.kube.delete(API_VERSION, INFERENCE_ENDPOINT.kind, test.endpoint_name, self.namespace)
@@ -291,6 +291,8 @@ def _report(rec, spec, rows: list[Recommendation], kube: Kube, cfg: OperatorConf
         )
         return move(Phase.IN_PROGRESS, progress="writing the report", **fields)
     message = _termination_message(kube, meta["namespace"], name, REPORT_CONTAINER)
+    if _job_condition(job, "Complete") or _job_condition(job, "Failed"):
+        teardown(rec, kube)
     if _job_condition(job, "Complete"):
         out = move(Phase.COMPLETED, reportUri=message, progress=None, **fields)
         out.status["conditions"] = set_condition(
@@ -310,12 +312,15 @@ def _report(rec, spec, rows: list[Recommendation], kube: Kube, cfg: OperatorConf
 
 
 def teardown(rec: dict, kube: Kube) -> bool:
-    """Delete the temporary endpoints and Jobs; True while some are still there."""
+    """Delete the temporary endpoints and load Jobs; True while some are still there. The report
+    Job stays: its termination message is the report's address (it goes with the recommendation)."""
     meta = rec["metadata"]
     labels = {RECOMMENDATION_LABEL: meta["name"]}
     left = False
     for api_version, kind in ((API_VERSION, INFERENCE_ENDPOINT.kind), ("batch/v1", "Job")):
         for obj in kube.list(api_version, kind, meta["namespace"], labels):
+            if obj["metadata"]["name"] == report_job_name(meta["name"]):
+                continue
             left = True
             if not dig(obj, "metadata", "deletionTimestamp"):
                 kube.delete(api_version, kind, obj["metadata"]["name"], meta["namespace"])
