@@ -34,6 +34,10 @@ def test_template_renders_config_and_least_privilege():
                 "watchNamespaces={ml,research}",
                 "--set",
                 "s3.endpoint=http://minio.storage:9000",
+                "--set",
+                "prometheus.url=http://prometheus.monitoring:9090",
+                "--set",
+                "images.operator=registry.example/kompile-operator:1.0",
             )
         )
         if d
@@ -43,6 +47,9 @@ def test_template_renders_config_and_least_privilege():
     config = next(d for d in docs if d["kind"] == "ConfigMap")["data"]
     assert config["KOMPILE_WATCH_NAMESPACES"] == "ml,research"
     assert config["KOMPILE_S3_ENDPOINT"] == "http://minio.storage:9000"
+    assert config["KOMPILE_PROMETHEUS_URL"] == "http://prometheus.monitoring:9090"
+    # Recommendations' load generator runs from the operator's own image (it carries locust).
+    assert config["KOMPILE_LOADGEN_IMAGE"] == "registry.example/kompile-operator:1.0"
     rules = next(d for d in docs if d["kind"] == "ClusterRole")["rules"]
     granted = {(g, r) for rule in rules for g in rule["apiGroups"] for r in rule["resources"]}
     assert ("", "secrets") not in granted  # the operator never reads credentials
