@@ -92,6 +92,11 @@ class Kube:
                 body=obj, name=meta["name"], namespace=meta.get("namespace"), content_type=MERGE_PATCH
             ).to_dict()
 
+    def patch(self, api_version: str, kind: str, name: str, namespace: str | None, body: dict) -> dict:
+        """A JSON merge patch of part of an object (its spec, say)."""
+        res = self.resource(api_version, kind)
+        return res.patch(body=body, name=name, namespace=namespace, content_type=MERGE_PATCH).to_dict()
+
     def patch_status(
         self,
         api_version: str,

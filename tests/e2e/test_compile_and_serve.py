@@ -176,3 +176,28 @@ def test_a_new_digest_rolls_out_without_a_failed_request(e2e_namespace, endpoint
         worker.join(timeout=120)
     assert calls > 10
     assert failures == [], f"{len(failures)} of {calls} requests failed during the rollout: {failures[:3]}"
+
+
+def test_a_live_recommendation_sizes_the_endpoint_from_its_own_metrics(e2e_namespace, endpoint):
+    """Opted in to continuous recommendations, the endpoint gets replicas for the peak of its
+    recent traffic (the rollout test's calls) from Prometheus, in its status and its spec."""
+    import math
+
+    settings = {"intervalSeconds": 30, "windowSeconds": 600, "targetUtilizationPercentage": 60, "apply": True}
+    patch = json.dumps({"spec": {"recommendation": settings}})
+    kubectl("-n", e2e_namespace, "patch", "inferenceendpoint", "squeezenet", "--type", "merge", "-p", patch)
+
+    def recommended():
+        return get("inferenceendpoint", "squeezenet", e2e_namespace).get("status", {}).get("recommendation")
+
+    found = eventually(recommended, timeout=120, interval=3, message="status.recommendation")
+    assert found["currentReplicas"] == 2 and found["windowSeconds"] == 600
+    assert found["peakInvocations"] > 0 and found["modelLatency"] > 0  # the earlier tests' calls, seen by Prometheus
+    assert found["costPerHour"] == pytest.approx(2 * 0.154)  # x86-avx2's price in examples/hardwaretargets.yaml
+    # 2 replicas of 1 CPU at peakCpuUtilization % is the peak's cores; the replicas run it at <= 60 %.
+    peak_cores = found["peakCpuUtilization"] / 100 * 2
+    # (peakCpuUtilization is rounded to 0.1 %: either side of a whole replica is accepted.)
+    assert found["replicas"] in {max(1, math.ceil(peak_cores / 0.6 + d)) for d in (-0.01, 0.01)}, found
+    assert found["applied"] == (found["replicas"] != 2)
+    spec = get("inferenceendpoint", "squeezenet", e2e_namespace)["spec"]
+    assert spec["replicas"] == found["replicas"]

@@ -30,17 +30,23 @@ def recommendation(name: str, model_uri: str, targets: list[str], **changes) -> 
         "inputConfig": {"s3Uri": model_uri, "framework": "ONNX", "dataInputConfig": {"data_0": [1, 3, 224, 224]}},
         "outputConfig": {"s3OutputLocation": f"s3://kompile-artifacts/e2e/{uuid.uuid4().hex[:8]}/"},
         "endpointConfigurations": [
-            {"hardwareTarget": t, "resources": {"requests": {"cpu": "250m", "memory": "256Mi"},
-                                                "limits": {"cpu": "1", "memory": "1Gi"}}}
+            {
+                "hardwareTarget": t,
+                "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
+            }
             for t in targets
         ],
         "trafficPattern": {"phases": [{"initialNumberOfUsers": 2, "durationInSeconds": 30}]},
         "stoppingConditions": {"modelLatencyThresholds": [{"percentile": "P95", "valueInMilliseconds": 10000}]},
         "credentialsSecretName": "kompile-s3",
         **changes,
-    }  # fmt: skip
-    return {"apiVersion": "kompile.dev/v1alpha1", "kind": "InferenceRecommendation", "metadata": {"name": name},
-            "spec": spec}  # fmt: skip
+    }
+    return {
+        "apiVersion": "kompile.dev/v1alpha1",
+        "kind": "InferenceRecommendation",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
 
 
 def wait_finished(name: str, namespace: str, timeout: float) -> dict:

@@ -93,6 +93,9 @@ def test_max_invocations_latency_and_resources_come_from_prometheus(prometheus, 
     assert figures.max_invocations <= 60_000 / result.latency.p50_ms * 1.5
     assert figures.latency_ms is not None and figures.latency_ms >= result.latency.p50_ms * 0.5
     assert figures.cpu_cores is not None and 0 < figures.cpu_cores <= os.cpu_count()
+    # The peak rate of CPU use is at least its average over the window (a little slack for the
+    # subquery's sampling), and no more than the machine has.
+    assert figures.peak_cpu_cores is not None and figures.cpu_cores * 0.8 <= figures.peak_cpu_cores <= os.cpu_count()
     assert figures.memory_bytes is not None and figures.memory_bytes > 50e6
     assert figures.setup_seconds is not None and figures.setup_seconds > 0
 

@@ -7,25 +7,34 @@ import yaml
 from pydantic import ValidationError
 
 from kompile.api.hardwaretarget import HardwareTargetSpec
+from kompile.api.inferenceendpoint import ContinuousRecommendation
 from kompile.api.recommendation import InferenceRecommendationSpec, LoadTest, Variant
-from kompile.recommender import plan
+from kompile.recommender import live, plan
 from kompile.recommender.cost import measured_row, rank
 from kompile.recommender.prometheus import EndpointFigures
 from kompile.recommender.report import ReportRequest, render
 from tests.unit.test_recommender_cost import rows as seed_rows
 
 SPEC = {
-    "inputConfig": {"s3Uri": "s3://models/squeezenet.onnx", "framework": "ONNX",
-                    "dataInputConfig": {"data_0": [1, 3, 224, 224]}},
+    "inputConfig": {
+        "s3Uri": "s3://models/squeezenet.onnx",
+        "framework": "ONNX",
+        "dataInputConfig": {"data_0": [1, 3, 224, 224]},
+    },
     "outputConfig": {"s3OutputLocation": "s3://kompile-artifacts/recommendations"},
-    "endpointConfigurations": [{"hardwareTarget": "x86-avx2"},
-                               {"hardwareTarget": "x86-avx512", "instanceCounts": [1, 2]}],
+    "endpointConfigurations": [
+        {"hardwareTarget": "x86-avx2"},
+        {"hardwareTarget": "x86-avx512", "instanceCounts": [1, 2]},
+    ],
     "trafficPattern": {"phases": [{"initialNumberOfUsers": 1, "spawnRate": 30, "durationInSeconds": 60}]},
     "stoppingConditions": {"modelLatencyThresholds": [{"percentile": "P95", "valueInMilliseconds": 500}]},
     "credentialsSecretName": "kompile-s3",
-}  # fmt: skip
-REC = {"apiVersion": "kompile.dev/v1alpha1", "kind": "InferenceRecommendation",
-       "metadata": {"name": "squeezenet", "namespace": "ml", "uid": "u-1"}}  # fmt: skip
+}
+REC = {
+    "apiVersion": "kompile.dev/v1alpha1",
+    "kind": "InferenceRecommendation",
+    "metadata": {"name": "squeezenet", "namespace": "ml", "uid": "u-1"},
+}
 
 
 def spec(**changes) -> InferenceRecommendationSpec:
@@ -102,13 +111,24 @@ def test_bad_specs_name_the_problem(changes, expected):
 
 
 def test_a_row_prices_the_measured_rate_and_relates_usage_to_the_limits():
-    test = LoadTest(endpoint_name="s-c-x86-avx512-2", variant=Variant.COMPILED, hardware_target="x86-avx512",
-                    instance_count=2, compilation_job="s-compile-x86-avx512")  # fmt: skip
+    test = LoadTest(
+        endpoint_name="s-c-x86-avx512-2",
+        variant=Variant.COMPILED,
+        hardware_target="x86-avx512",
+        instance_count=2,
+        compilation_job="s-compile-x86-avx512",
+    )
     target = HardwareTargetSpec.model_validate(
         {"platform": {"arch": "x86_64"}, "tvm": {"kind": "llvm"}, "instanceType": "c7i.large", "costPerHour": 0.09}
     )
-    figures = EndpointFigures(max_invocations=1200.4, latency_ms=41.23456, cpu_cores=1.5, memory_bytes=2**30,
-                              setup_seconds=3.21)  # fmt: skip
+    figures = EndpointFigures(
+        max_invocations=1200.4,
+        latency_ms=41.23456,
+        cpu_cores=1.5,
+        peak_cpu_cores=1.8,
+        memory_bytes=2**30,
+        setup_seconds=3.21,
+    )
     resources = {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}}
     row = measured_row(test, figures, target, resources)
     assert row.cost_per_hour == pytest.approx(0.18)
@@ -135,8 +155,14 @@ def test_kompile_recommendations_prints_the_ranked_table(tmp_path, capsys):
     from kompile.cli import main
 
     ranked = rank(seed_rows())
-    obj = {**REC, "status": {"phase": "Completed", "recommendations": [r.wire() for r in ranked],
-                             "reportUri": "s3://b/r/report.html"}}  # fmt: skip
+    obj = {
+        **REC,
+        "status": {
+            "phase": "Completed",
+            "recommendations": [r.wire() for r in ranked],
+            "reportUri": "s3://b/r/report.html",
+        },
+    }
     path = tmp_path / "rec.yaml"
     path.write_text(yaml.safe_dump(obj))
     assert main(["recommendations", "squeezenet", "-f", str(path)]) == 0
@@ -145,3 +171,66 @@ def test_kompile_recommendations_prints_the_ranked_table(tmp_path, capsys):
     assert lines[1].split()[:2] == ["EndpointName", "InstanceType"]
     assert lines[2].split()[0] == "ep-3" and "neo-00011122" in lines[2]
     assert lines[-1] == "report: s3://b/r/report.html"
+
+
+# --- continuous recommendations for a live endpoint ---------------------------------------
+
+LIVE = ContinuousRecommendation(target_utilization_percentage=60)
+POOL = HardwareTargetSpec.model_validate({"platform": {"arch": "x86_64"}, "tvm": {"kind": "llvm"}, "costPerHour": 0.2})
+ONE_CPU = {"requests": {"cpu": "500m"}, "limits": {"cpu": "1"}}
+
+
+def live_figures(invocations: float, peak_cpu: float | None) -> EndpointFigures:
+    return EndpointFigures(
+        max_invocations=invocations,
+        latency_ms=12.5,
+        cpu_cores=None,
+        peak_cpu_cores=peak_cpu,
+        memory_bytes=None,
+        setup_seconds=None,
+    )
+
+
+@pytest.mark.parametrize(
+    "current, peak_cpu, replicas",
+    [(4, 0.9, 2), (2, 1.8, 3), (3, 1.2, 2), (1, 0.6, 1), (1, 0.05, 1)],
+)
+def test_replicas_serve_the_peak_at_the_target_utilization(current, peak_cpu, replicas):
+    found = live.recommend(live_figures(600, peak_cpu), current, ONE_CPU, POOL, LIVE, "2026-11-23T10:00:00Z")
+    assert found.replicas == replicas
+    assert found.peak_cpu_utilization == pytest.approx(100 * peak_cpu / current, abs=0.1)
+    assert found.cost_per_hour == pytest.approx(0.2 * current)
+    assert found.recommended_cost_per_hour == pytest.approx(0.2 * replicas)
+    assert found.cost_per_inference == pytest.approx(0.2 * current / (600 * 60))
+
+
+def test_an_idle_endpoint_needs_one_replica_and_no_cpu_figures_change_nothing():
+    idle = live.recommend(live_figures(0, 0.01), 3, ONE_CPU, POOL, LIVE, "t")
+    assert idle.replicas == 1 and "no successful request" in idle.reason and idle.cost_per_inference is None
+    unsized = live.recommend(live_figures(600, 1.0), 3, {}, POOL, LIVE, "t")
+    assert unsized.replicas == 3 and "no CPU figures" in unsized.reason
+
+
+def test_a_cheaper_option_comes_from_a_finished_recommendation_of_the_same_model():
+    ranked = [r.wire() for r in rank(seed_rows())]
+
+    def rec(name, uri, phase):
+        return {
+            "metadata": {"name": name},
+            "spec": {"inputConfig": {"s3Uri": uri}},
+            "status": {"phase": phase, "recommendations": ranked},
+        }
+
+    recs = [
+        rec("other", "s3://m/b.onnx", "Completed"),
+        rec("running", "s3://m/a.onnx", "InProgress"),
+        rec("done", "s3://m/a.onnx", "Completed"),
+    ]
+    best = live.cheaper_option(recs, "s3://m/a.onnx", current=1e-6)
+    assert (best.recommendation, best.endpoint_name, best.cost_per_inference) == (
+        "done",
+        "ep-3",
+        ranked[0]["costPerInference"],
+    )
+    assert live.cheaper_option(recs, "s3://m/a.onnx", current=1e-8) is None  # already cheaper than every row
+    assert live.cheaper_option(recs, None, current=None) is None

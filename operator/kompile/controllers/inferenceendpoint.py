@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
+
 import kopf
 from pydantic import ValidationError
 
-from kompile.api import API_VERSION, COMPILED_MODEL, HARDWARE_TARGET, INFERENCE_ENDPOINT
+from kompile.api import API_VERSION, COMPILATION_JOB, COMPILED_MODEL, HARDWARE_TARGET, INFERENCE_ENDPOINT
 from kompile.api.compiledmodel import CompiledModelSpec
 from kompile.api.hardwaretarget import HardwareTargetSpec
 from kompile.api.inferenceendpoint import InferenceEndpointSpec
+from kompile.api.recommendation import INFERENCE_RECOMMENDATION
 from kompile.config import OperatorConfig
-from kompile.controllers.conditions import set_condition
+from kompile.controllers.conditions import now, set_condition
 from kompile.controllers.reconcile import Outcome, reconcile_on_changes, resync
 from kompile.controllers.validation import describe
 from kompile.kube import Kube, dig
 from kompile.manifests import DIGEST_ANNOTATION, INFERENCE_ENDPOINT_LABEL
 from kompile.manifests.serving import autoscaler, deployment, endpoint_url, service, serving_name
+from kompile.recommender import live
+from kompile.recommender.prometheus import Prometheus, PrometheusError, Window
 
 RETRY_SECONDS = 15
 # autoscaling/v2 from Kubernetes 1.23; v2beta2 before (and until 1.26).
@@ -157,3 +163,85 @@ def model_changed(body: kopf.Body, memo: kopf.Memo, **_) -> None:
     for ie in memo.kube.list(API_VERSION, INFERENCE_ENDPOINT.kind, ns):
         if dig(ie, "spec", "compiledModelName") == name:
             resync(ie, memo, sync)
+
+
+# --- continuous recommendations ------------------------------------------------------------
+
+RECOMMEND_CHECK_SECONDS = 15  # how often endpoints are checked for a recommendation that is due
+
+
+def _recommending(spec: kopf.Spec, **_) -> bool:
+    return bool(spec.get("recommendation"))
+
+
+@kopf.timer(INFERENCE_ENDPOINT.crd_name, interval=RECOMMEND_CHECK_SECONDS, when=_recommending)
+def recommend_live(body: kopf.Body, memo: kopf.Memo, logger, **_) -> None:
+    """Every spec.recommendation.intervalSeconds: right-size from the endpoint's own metrics."""
+    ie = dict(body)
+    try:
+        spec = InferenceEndpointSpec.model_validate(ie.get("spec") or {})
+    except ValidationError:
+        return  # the endpoint's own reconcile reports an invalid spec
+    settings = spec.recommendation
+    last = dig(ie, "status", "recommendation", "time")
+    if last and _seconds_since(last) < settings.interval_seconds:
+        return
+    if not memo.config.prometheus_url:
+        logger.warning("no Prometheus configured (Helm value prometheus.url): no recommendation for this endpoint")
+        return
+    kube, meta = memo.kube, ie["metadata"]
+    model = kube.get(API_VERSION, COMPILED_MODEL.kind, spec.compiled_model_name, meta["namespace"])
+    dep = kube.get("apps/v1", "Deployment", serving_name(meta["name"]), meta["namespace"])
+    if model is None or dep is None:
+        return
+    target_name = spec.hardware_target or dig(model, "spec", "target")
+    target_obj = kube.get(HARDWARE_TARGET.api_version, HARDWARE_TARGET.kind, target_name)
+    if target_obj is None:
+        return
+    end = time.time()
+    try:
+        figures = Prometheus(memo.config.prometheus_url).endpoint_figures(
+            meta["namespace"], meta["name"], Window(end - settings.window_seconds, end), 0.95
+        )
+    except PrometheusError as err:
+        logger.warning("no recommendation: %s", err)
+        return
+    containers = dig(dep, "spec", "template", "spec", "containers", default=[]) or [{}]
+    current = dig(dep, "spec", "replicas", default=0) or 0
+    found = live.recommend(
+        figures,
+        current,
+        containers[0].get("resources") or {},
+        HardwareTargetSpec.model_validate(target_obj.get("spec") or {}),
+        settings,
+        now(),
+    )
+    source_job = kube.get(API_VERSION, COMPILATION_JOB.kind, dig(model, "spec", "sourceJob") or "-", meta["namespace"])
+    found.cheaper_option = live.cheaper_option(
+        kube.list(API_VERSION, INFERENCE_RECOMMENDATION.kind, meta["namespace"]),
+        dig(source_job, "spec", "inputConfig", "s3Uri"),
+        found.cost_per_inference,
+    )
+    if settings.apply and spec.autoscaling is None and found.replicas != spec.replicas:
+        # The user opted in: the spec changes, and the endpoint's own reconcile scales the Deployment.
+        kube.patch(
+            API_VERSION,
+            INFERENCE_ENDPOINT.kind,
+            meta["name"],
+            meta["namespace"],
+            {"spec": {"replicas": found.replicas}},
+        )
+        found.applied = True
+        kopf.event(
+            ie,
+            type="Normal",
+            reason="ReplicasRightSized",
+            message=f"replicas {spec.replicas} -> {found.replicas}: {found.reason}",
+        )
+    kube.patch_status(
+        API_VERSION, INFERENCE_ENDPOINT.kind, meta["name"], meta["namespace"], {"recommendation": found.wire()}
+    )
+
+
+def _seconds_since(timestamp: str) -> float:
+    return time.time() - datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()

@@ -334,7 +334,8 @@ def _progress(tests: list[LoadTest]) -> str:
         for t in tests
         if t.state in (LoadTestState.DEPLOYING, LoadTestState.LOADING)
     ]
-    waiting = "; ".join(running) or "waiting for compilations"
+    pending = [t.endpoint_name for t in tests if t.state is LoadTestState.PENDING]
+    waiting = "; ".join(running) or (f"next: {pending[0]}" if pending else "")
     return f"{done} of {len(tests)} tests done; {waiting}"[:512]
 
 

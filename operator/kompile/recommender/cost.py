@@ -50,7 +50,7 @@ def rank(rows: Iterable[Recommendation]) -> list[Recommendation]:
     )
 
 
-def _per_pod(resources: dict, name: str) -> float | None:
+def per_pod(resources: dict, name: str) -> float | None:
     """A container's limit for `name` (else its request), in cores or bytes."""
     from kubernetes.utils.quantity import parse_quantity
 
@@ -69,7 +69,7 @@ def measured_row(
     """
     count = test.instance_count
     per_hour = cost_per_hour(count, target.cost_per_hour)
-    cpu, memory = _per_pod(resources, "cpu"), _per_pod(resources, "memory")
+    cpu, memory = per_pod(resources, "cpu"), per_pod(resources, "memory")
     return Recommendation(
         endpoint_name=test.endpoint_name,
         hardware_target=test.hardware_target,

@@ -36,6 +36,7 @@ class EndpointFigures:
     max_invocations: float  # successful requests per minute, the highest rate sustained
     latency_ms: float | None  # request latency at the percentile asked for
     cpu_cores: float | None  # CPU seconds per second the pods used, averaged over the window
+    peak_cpu_cores: float | None  # the same, at its highest rate over the window
     memory_bytes: float | None  # the pods' peak resident memory, summed
     setup_seconds: float | None  # the slowest pod's fetch + verify + load + warm-up
 
@@ -89,6 +90,9 @@ class Prometheus:
                 )
             ),
             cpu_cores=self.value(f"sum(increase(process_cpu_seconds_total{{{pods}}}[{span}])) / {window.seconds}", at),
+            peak_cpu_cores=self.value(
+                f"max_over_time(sum(rate(process_cpu_seconds_total{{{pods}}}[{rate_window}]))[{span}:])", at
+            ),
             memory_bytes=self.value(f"max_over_time(sum(process_resident_memory_bytes{{{pods}}})[{span}:])", at),
             setup_seconds=self.value(f"max(max_over_time(kompile_model_load_seconds{{{pods}}}[{span}]))", at),
         )
