@@ -234,3 +234,28 @@ def test_a_cheaper_option_comes_from_a_finished_recommendation_of_the_same_model
     )
     assert live.cheaper_option(recs, "s3://m/a.onnx", current=1e-8) is None  # already cheaper than every row
     assert live.cheaper_option(recs, None, current=None) is None
+
+
+def test_registered_models_are_tested_only_on_their_own_target():
+    registered = spec(compiledModels=["resnet-avx512", "squeezenet-avx2"], includeUncompiled=False)
+    tests = plan.plan("r", registered, {"resnet-avx512": "x86-avx512", "squeezenet-avx2": "x86-avx2"})
+    mine = [(t.compiled_model, t.hardware_target, t.instance_count) for t in tests if t.variant is Variant.REGISTERED]
+    assert mine == [
+        ("squeezenet-avx2", "x86-avx2", 1),
+        ("resnet-avx512", "x86-avx512", 1),
+        ("resnet-avx512", "x86-avx512", 2),
+    ]
+    assert all(t.compilation_job is None for t in tests if t.variant is Variant.REGISTERED)
+    only = InferenceRecommendationSpec.model_validate(
+        {**{k: v for k, v in SPEC.items() if k != "inputConfig"}, "compiledModels": ["m"]}
+    )
+    assert plan.compilation_jobs(REC, only) == []
+    assert [t.variant for t in plan.plan("r", only, {"m": "x86-avx2"})] == [Variant.REGISTERED]
+
+
+def test_a_recommendation_needs_a_model_to_compile_or_to_test():
+    without = {k: v for k, v in SPEC.items() if k != "inputConfig"}
+    with pytest.raises(ValidationError, match="give inputConfig"):
+        InferenceRecommendationSpec.model_validate(without)
+    with pytest.raises(ValidationError, match="names a model twice"):
+        InferenceRecommendationSpec.model_validate({**without, "compiledModels": ["m", "m"]})

@@ -107,7 +107,15 @@ class ResourceLimit(KModel):
 
 
 class InferenceRecommendationSpec(KModel):
-    input_config: InputConfig = Field(description="The model, as a CompilationJob takes it.")
+    input_config: InputConfig | None = Field(
+        None, description="The model, as a CompilationJob takes it: compiled for each candidate (and uncompiled)."
+    )
+    compiled_models: list[ObjectName] | None = Field(
+        None,
+        max_length=10,
+        description="CompiledModels in this namespace to test as they are, each on the candidates of the target "
+        "it was compiled for.",
+    )
     output_config: RecommendationOutputConfig
     endpoint_configurations: list[EndpointConfiguration] = Field(min_length=1, max_length=10)
     include_uncompiled: bool = Field(
@@ -135,6 +143,12 @@ class InferenceRecommendationSpec(KModel):
         names = [c.hardware_target for c in self.endpoint_configurations]
         if len(set(names)) != len(names):
             raise ValueError(f"endpointConfigurations names a hardwareTarget twice: {names}")
+        if self.input_config is None and not self.compiled_models:
+            raise ValueError("give inputConfig (a model to compile), compiledModels (models to test), or both")
+        if self.compiled_models and len(set(self.compiled_models)) != len(self.compiled_models):
+            raise ValueError(f"compiledModels names a model twice: {self.compiled_models}")
+        if self.input_config is None:
+            return self
         if self.include_uncompiled and self.input_config.framework is not Framework.ONNX:
             raise ValueError(
                 f"the uncompiled variant serves ONNX models with onnxruntime; a {self.input_config.framework.value} "
@@ -144,8 +158,9 @@ class InferenceRecommendationSpec(KModel):
 
 
 class Variant(enum.StrEnum):
-    COMPILED = "compiled"
-    UNCOMPILED = "uncompiled"
+    COMPILED = "compiled"  # compiled from inputConfig for the candidate's target
+    UNCOMPILED = "uncompiled"  # inputConfig's model packaged for onnxruntime
+    REGISTERED = "registered"  # a CompiledModel named in compiledModels
 
 
 class LoadTestState(enum.StrEnum):
@@ -167,7 +182,8 @@ class LoadTest(KModel):
     variant: Variant
     hardware_target: str
     instance_count: int
-    compilation_job: str
+    compilation_job: str | None = Field(None, description="The CompilationJob that makes its model.")
+    compiled_model: str | None = Field(None, description="The CompiledModel it serves, when it names one.")
     state: LoadTestState = LoadTestState.PENDING
     deploy_start_time: str | None = Field(None, description="When its InferenceEndpoint was created.")
     start_time: str | None = Field(None, description="When load started (the Prometheus window's start).")

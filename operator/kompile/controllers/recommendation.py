@@ -81,7 +81,8 @@ def sync(rec: dict, kube: Kube, cfg: OperatorConfig) -> Outcome:
 
     try:
         spec = InferenceRecommendationSpec.model_validate(rec.get("spec") or {})
-        spec.input_config.parsed_inputs()
+        if spec.input_config is not None:
+            spec.input_config.parsed_inputs()
     except ValidationError as err:
         return fail("InvalidSpec", describe(err))
     except DataInputConfigError as err:
@@ -103,7 +104,19 @@ def sync(rec: dict, kube: Kube, cfg: OperatorConfig) -> Outcome:
             targets[name] = HardwareTargetSpec.model_validate(obj.get("spec") or {})
         except ValidationError as err:
             return fail("InvalidHardwareTarget", f"HardwareTarget '{name}': {describe(err)}")
-    planned = plan.plan(meta["name"], spec)
+    model_targets = {}
+    for model in spec.compiled_models or []:
+        obj = kube.get(API_VERSION, COMPILED_MODEL.kind, model, meta["namespace"])
+        if obj is None:
+            return fail("CompiledModelNotFound", f"compiledModels names CompiledModel '{model}', which does not exist")
+        model_targets[model] = dig(obj, "spec", "target")
+        if model_targets[model] not in targets:
+            return fail(
+                "NoCandidateForModel",
+                f"CompiledModel '{model}' was compiled for '{model_targets[model]}', which no endpointConfiguration "
+                "names; add that HardwareTarget as a candidate",
+            )
+    planned = plan.plan(meta["name"], spec, model_targets)
     if problem := plan.problem(spec, planned):
         return fail(*problem)
 
@@ -168,14 +181,19 @@ class Step:
         return test.model_copy(update={"state": LoadTestState.FAILED, "failure_reason": reason, "end_time": now()})
 
     def _deploy(self, test: LoadTest) -> LoadTest:
-        cj = self.jobs.get(test.compilation_job) or {}
-        phase = dig(cj, "status", "phase")
-        if phase in (Phase.FAILED.value, Phase.STOPPED.value):
-            reason = dig(cj, "status", "failureReason") or phase
-            return self._failed(test, f"CompilationFailed: CompilationJob {test.compilation_job}: {reason}")
-        if phase != Phase.COMPLETED.value or self.active >= self.spec.resource_limit.max_parallel_of_tests:
+        model = test.compiled_model
+        if test.compilation_job is not None:
+            cj = self.jobs.get(test.compilation_job) or {}
+            phase = dig(cj, "status", "phase")
+            if phase in (Phase.FAILED.value, Phase.STOPPED.value):
+                reason = dig(cj, "status", "failureReason") or phase
+                return self._failed(test, f"CompilationFailed: CompilationJob {test.compilation_job}: {reason}")
+            if phase != Phase.COMPLETED.value:
+                return test
+            model = dig(cj, "status", "compiledModelName")
+        if self.active >= self.spec.resource_limit.max_parallel_of_tests:
             return test
-        self.kube.apply(plan.endpoint(self.rec, self.spec, test, dig(cj, "status", "compiledModelName")))
+        self.kube.apply(plan.endpoint(self.rec, self.spec, test, model))
         self.active += 1
         return test.model_copy(update={"state": LoadTestState.DEPLOYING, "deploy_start_time": now()})
 

@@ -79,7 +79,9 @@ def measured_row(
         cost_per_inference=cost_per_inference(per_hour, figures.max_invocations),
         max_invocations=round(figures.max_invocations),
         model_latency=round(figures.latency_ms or 0.0, 3),
-        inference_specification_name=test.compilation_job if test.variant is Variant.COMPILED else None,
+        inference_specification_name=None
+        if test.variant is Variant.UNCOMPILED
+        else test.compilation_job or test.compiled_model,
         cpu_utilization=_percent(figures.cpu_cores, cpu and cpu * count),
         memory_utilization=_percent(figures.memory_bytes, memory and memory * count),
         model_setup_time=None if figures.setup_seconds is None else round(figures.setup_seconds, 3),

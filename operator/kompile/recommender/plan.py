@@ -25,11 +25,27 @@ def uncompiled_job_name(rec: str) -> str:
     return child_name(rec, "uncompiled")
 
 
-def plan(rec: str, spec: InferenceRecommendationSpec) -> list[LoadTest]:
-    """Every (variant, candidate pool, replica count) to test, compiled first."""
+def plan(rec: str, spec: InferenceRecommendationSpec, model_targets: dict[str, str] | None = None) -> list[LoadTest]:
+    """Every (variant, candidate pool, replica count) to test: compiled, uncompiled, then the named
+    CompiledModels, each on the candidates of its own target (`model_targets`: model -> target)."""
     tests = []
-    variants = [Variant.COMPILED] + ([Variant.UNCOMPILED] if spec.include_uncompiled else [])
+    variants = []
+    if spec.input_config is not None:
+        variants = [Variant.COMPILED] + ([Variant.UNCOMPILED] if spec.include_uncompiled else [])
     for candidate in spec.endpoint_configurations:
+        for index, model in enumerate(spec.compiled_models or []):
+            if (model_targets or {}).get(model) != candidate.hardware_target:
+                continue
+            for count in candidate.instance_counts:
+                tests.append(
+                    LoadTest(
+                        endpoint_name=child_name(rec, f"r{index}-{candidate.hardware_target}-{count}"),
+                        variant=Variant.REGISTERED,
+                        hardware_target=candidate.hardware_target,
+                        instance_count=count,
+                        compiled_model=model,
+                    )
+                )
         for variant in variants:
             for count in candidate.instance_counts:
                 short = "c" if variant is Variant.COMPILED else "u"
@@ -66,6 +82,8 @@ def problem(spec: InferenceRecommendationSpec, tests: list[LoadTest]) -> tuple[s
 
 def compilation_jobs(rec: dict, spec: InferenceRecommendationSpec) -> list[dict]:
     """One CompilationJob per candidate target, and one packaging the model uncompiled."""
+    if spec.input_config is None:
+        return []
     meta = rec["metadata"]
     prefix = spec.output_config.s3_output_location.rstrip("/")
     wanted = [
