@@ -112,6 +112,22 @@ def test_no_temporary_endpoint_or_load_job_is_left(finished, e2e_namespace):
     eventually(serving_gone, timeout=120, interval=2, message="the temporary endpoints' Deployments and pods gone")
 
 
+def test_an_existing_compiled_model_is_tested_as_it_is(finished, e2e_namespace, model_uri):
+    """A CompiledModel the first recommendation made, named in a second one with no model to compile."""
+    _, targets = finished
+    model = f"squeezenet-compile-{targets[0]}"
+    doc = recommendation("registered", model_uri, targets, compiledModels=[model])
+    del doc["spec"]["inputConfig"]
+    doc["spec"]["trafficPattern"] = {"phases": [{"initialNumberOfUsers": 1, "durationInSeconds": 20}]}
+    apply(doc, e2e_namespace)
+    rec = wait_finished("registered", e2e_namespace, timeout=600)
+    assert rec["status"]["phase"] == "Completed", rec["status"].get("failureReason")
+    [row] = rec["status"]["recommendations"]
+    assert (row["hardwareTarget"], row["inferenceSpecificationName"]) == (targets[0], model)
+    assert row["maxInvocations"] > 0
+    assert owned("compilationjobs", e2e_namespace, "registered") == []  # nothing was compiled
+
+
 def test_deleting_the_recommendation_deletes_what_it_made(finished, e2e_namespace):
     assert len(owned("compilationjobs", e2e_namespace, "squeezenet")) == 3
     assert len(owned("compiledmodels", e2e_namespace, "squeezenet")) == 3
