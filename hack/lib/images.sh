@@ -83,8 +83,8 @@ import_images() {
   for ((i = 1; i <= $(node_count); i++)); do
     (for name in "$@"; do
       import_image "$i" "$IMAGES_DIR/$name.tar" "$(image_ref "$name")"
-      prune_images "$i" "$name" "$(image_ref "$name")"
-    done) &
+    done
+    prune_images "$i") &
     pids+=($!)
   done
   for i in "${pids[@]}"; do wait "$i" || die "importing images failed"; done
@@ -101,11 +101,32 @@ write_images_env() {
   } >"$IMAGES_ENV"
 }
 
-# Older tags of our images on a node: removed once the new one is in (no registry to refetch
-# from, so only what the current sources built is kept).
-prune_images() { # index name keep-ref
-  local ref
-  for ref in $(ctr_node "$1" images ls -q 2>/dev/null | grep "^docker.io/local/$2:" || true); do
-    [ "$ref" = "$3" ] || ctr_node "$1" images rm "$ref" >/dev/null 2>&1 || true
+# Older builds of our images on a node: removed once the new ones are in (no registry to
+# refetch from, so only what the current sources built is kept). The kubelet also names each
+# image by its config digest (a `sha256:...` ref); an old image's digest ref would keep all its
+# layers on disk, so refs are kept by what they point at, not by name.
+prune_images() { # index
+  local keep=("$PAUSE_IMAGE") name ref digest
+  for name in "${!DOCKERFILES[@]}"; do keep+=("$(image_ref "$name")"); done
+  local listing kept_digests
+  listing=$(ctr_node "$1" images ls 2>/dev/null | awk 'NR > 1 {print $1, $3}')
+  kept_digests=$(for ref in "${keep[@]}"; do awk -v r="$ref" '$1 == r {print $2}' <<<"$listing"; done)
+  while read -r ref digest; do
+    [ -n "$ref" ] || continue
+    case "$ref" in docker.io/local/* | sha256:*) ;; *) continue ;; esac
+    if ! grep -qxF "$digest" <<<"$kept_digests"; then
+      ctr_node "$1" images rm --sync "$ref" >/dev/null 2>&1 || true
+    fi
+  done <<<"$listing"
+}
+
+# buildah's storage keeps every earlier build: drop all but the current tag of each image.
+prune_builds() {
+  local name ref
+  for name in "${!DOCKERFILES[@]}"; do
+    for ref in $(buildah_ images --format '{{.Name}}:{{.Tag}}' 2>/dev/null | grep "/$name:" || true); do
+      [ "$ref" = "$(image_ref "$name")" ] || buildah_ rmi "$ref" >/dev/null 2>&1 || true
+    done
   done
+  buildah_ rmi --prune >/dev/null 2>&1 || true
 }
