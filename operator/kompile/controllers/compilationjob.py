@@ -43,6 +43,7 @@ def sync(cj: dict, kube: Kube, cfg: OperatorConfig) -> Outcome:
         out.status["observedGeneration"] = generation
         if phase.terminal:
             out.status.setdefault("compilationEndTime", now())
+            out.status["progress"] = None  # the last step's line would read as if it were still running
             ok = phase is Phase.COMPLETED
             reason = {Phase.COMPLETED: "Completed", Phase.FAILED: "Failed", Phase.STOPPED: "Stopped"}[phase]
             out.status["conditions"] = set_condition(
