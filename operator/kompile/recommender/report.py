@@ -52,6 +52,11 @@ def plot(rows: list[Recommendation], percentile: str) -> str:
         f'<text x="18" y="{HEIGHT / 2}" transform="rotate(-90 18 {HEIGHT / 2})" text-anchor="middle">'
         f"model latency {html.escape(percentile)}, ms</text>",
     ]
+    # The axes' ends, labelled with the smallest and largest value plotted.
+    for value in (min(costs), max(costs)):
+        parts.append(f'<text x="{x(value):.1f}" y="{HEIGHT - MARGIN + 16}" text-anchor="middle">{value:.3g}</text>')
+    for value in (min(latencies), max(latencies)):
+        parts.append(f'<text x="{MARGIN - 6}" y="{y(value) + 4:.1f}" text-anchor="end">{value:.3g}</text>')
     front = sorted((r for r in priced if r.pareto_optimal), key=lambda r: r.cost_per_inference)
     if len(front) > 1:
         points = " ".join(f"{x(r.cost_per_inference):.1f},{y(r.model_latency):.1f}" for r in front)
