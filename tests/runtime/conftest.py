@@ -65,21 +65,21 @@ class Server:
             self.process.wait(timeout=60)
 
 
-@pytest.fixture(scope="session")
-def served_squeezenet(s3, tmp_path_factory):
-    """SqueezeNet (seeded random weights) compiled for this CPU, uploaded to S3 and served from
-    there as an InferenceEndpoint pod serves it: fetched, verified, loaded."""
+def serve_squeezenet(s3, work: Path, name: str, **options):
+    """SqueezeNet (seeded random weights) compiled for this CPU (`options`: uncompiled=True...),
+    uploaded to S3 and served from there as an InferenceEndpoint pod serves it: fetched,
+    verified, loaded. Returns the ready server, the source model and the compile result."""
     from tests.compiler.models import compile_onnx, save, with_random_weights, zoo
 
     store, env = s3
-    work = tmp_path_factory.mktemp("served")
     source = save(with_random_weights(zoo("squeezenet")), work / "squeezenet.onnx")
     result, _ = compile_onnx(
         source,
         {"data_0": [1, 3, 224, 224]},
         work / "compile",
-        upload_to="s3://kompile-artifacts/served/squeezenet/",
+        upload_to=f"s3://kompile-artifacts/served/{name}/",
         store=store,
+        **options,
     )
     server = Server(
         {
@@ -91,6 +91,12 @@ def served_squeezenet(s3, tmp_path_factory):
         },
         work,
     ).wait_ready()
+    return server, source, result
+
+
+@pytest.fixture(scope="session")
+def served_squeezenet(s3, tmp_path_factory):
+    server, source, result = serve_squeezenet(s3, tmp_path_factory.mktemp("served"), "squeezenet")
     yield server, source, result
     server.stop()
 

@@ -15,36 +15,16 @@ import numpy as np
 import pytest
 
 from tests.compiler.deps import need_installed
-from tests.runtime.conftest import Server, reference
+from tests.runtime.conftest import Server, reference, serve_squeezenet
 
 need_installed("locust")
 
 
 @pytest.fixture(scope="module")
 def served_uncompiled(s3, tmp_path_factory):
-    from tests.compiler.models import compile_onnx, save, with_random_weights, zoo
-
-    store, env = s3
     work = tmp_path_factory.mktemp("uncompiled")
-    source = save(with_random_weights(zoo("squeezenet")), work / "squeezenet.onnx")
-    result, _ = compile_onnx(
-        source,
-        {"data_0": [1, 3, 224, 224]},
-        work / "package",
-        upload_to="s3://kompile-artifacts/served/squeezenet-uncompiled/",
-        store=store,
-        uncompiled=True,
-    )
-    server = Server(
-        {
-            **env,
-            "KOMPILE_MODEL_NAME": "squeezenet",
-            "KOMPILE_ARTIFACT_URI": result.artifact.uri,
-            "KOMPILE_ARTIFACT_SHA256": result.artifact.sha256,
-        },
-        work,
-    ).wait_ready()
-    yield server, source, json.loads((work / "package" / "artifact" / "manifest.json").read_text())
+    server, source, _ = serve_squeezenet(s3, work, "squeezenet-uncompiled", uncompiled=True)
+    yield server, source, json.loads((work / "compile" / "artifact" / "manifest.json").read_text())
     server.stop()
 
 
