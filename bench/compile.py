@@ -36,7 +36,15 @@ def onnx_file(framework: Framework, path: Path, inputs: dict, folder: Path) -> P
     program = torch.export.load(str(path))
     example = tuple(torch.ones(shape, dtype=torch.int64) for shape in inputs.values())
     out = folder / f"{path.stem}.onnx"
-    torch.onnx.export(program.module(), example, str(out), input_names=list(inputs), dynamo=False)
+    # PRESERVE: an exported program's module refuses train(), which the default EVAL mode calls.
+    torch.onnx.export(
+        program.module(),
+        example,
+        str(out),
+        input_names=list(inputs),
+        dynamo=False,
+        training=torch.onnx.TrainingMode.PRESERVE,
+    )
     return out
 
 
