@@ -50,6 +50,11 @@ class StoppingConditions(KModel):
     def threshold(self) -> ModelLatencyThreshold | None:
         return self.model_latency_thresholds[0] if self.model_latency_thresholds else None
 
+    @property
+    def percentile(self) -> Percentile:
+        """The percentile ModelLatency is reported at: the threshold's, else P95."""
+        return self.threshold.percentile if self.threshold else Percentile.P95
+
 
 class TrafficPhase(KModel):
     initial_number_of_users: int = Field(1, ge=1, le=1000, description="Concurrent users when the phase starts.")

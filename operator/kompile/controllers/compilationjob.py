@@ -18,6 +18,7 @@ from kompile.api.recommendation import INFERENCE_RECOMMENDATION
 from kompile.api.result import CompilerResult, parse_termination_message
 from kompile.config import OperatorConfig
 from kompile.controllers.conditions import now, set_condition
+from kompile.controllers.jobs import job_condition, terminated
 from kompile.controllers.reconcile import Outcome, reconcile_on_changes, resync
 from kompile.controllers.validation import describe
 from kompile.kube import Kube, dig
@@ -107,7 +108,7 @@ def sync(cj: dict, kube: Kube, cfg: OperatorConfig) -> Outcome:
             compilationStartTime=status.get("compilationStartTime") or now(),
         )
 
-    finished = _job_condition(job, "Complete") or _job_condition(job, "Failed")
+    finished = job_condition(job, "Complete") or job_condition(job, "Failed")
     if spec.stop and not finished:
         if not dig(job, "metadata", "deletionTimestamp"):
             # Foreground: the Job stays (being deleted) until its pods are gone, so
@@ -121,7 +122,7 @@ def sync(cj: dict, kube: Kube, cfg: OperatorConfig) -> Outcome:
         if _owned_by(p, dig(job, "metadata", "uid"))
     ]
     pods.sort(key=lambda p: dig(p, "metadata", "creationTimestamp", default=""))
-    if _job_condition(job, "Complete"):
+    if job_condition(job, "Complete"):
         result = _result(pods)
         if not isinstance(result, CompilerResult):
             reason = result or "ResultMissing: the compiler finished without reporting an artifact"
@@ -138,7 +139,7 @@ def sync(cj: dict, kube: Kube, cfg: OperatorConfig) -> Outcome:
         return move(
             Phase.COMPLETED, conditions=conditions, artifact=result.artifact.wire(), compiledModelName=model_name
         )
-    if failed := _job_condition(job, "Failed"):
+    if failed := job_condition(job, "Failed"):
         return move(Phase.FAILED, conditions=conditions, failureReason=_failure_reason(failed, pods, spec))
     # Once a compiler pod has started, the job is in progress until its Job ends: a pod that
     # has finished before the Job controller has counted it, or a retry's pod still
@@ -171,24 +172,10 @@ def _owned_by(obj: dict, uid: str | None) -> bool:
     return any(o.get("uid") == uid for o in dig(obj, "metadata", "ownerReferences", default=[]) or [])
 
 
-def _job_condition(job: dict, type_: str) -> dict | None:
-    for c in dig(job, "status", "conditions", default=[]) or []:
-        if c.get("type") == type_ and c.get("status") == "True":
-            return c
-    return None
-
-
-def _terminated(pod: dict) -> dict:
-    for cs in dig(pod, "status", "containerStatuses", default=[]) or []:
-        if cs.get("name") == "compiler" and dig(cs, "state", "terminated"):
-            return cs["state"]["terminated"]
-    return {}
-
-
 def _result(pods: list[dict]) -> CompilerResult | str | None:
     for pod in reversed(pods):
         if dig(pod, "status", "phase") == "Succeeded":
-            return parse_termination_message(_terminated(pod).get("message"))
+            return parse_termination_message(terminated(pod, COMPILER_CONTAINER).get("message"))
     return None
 
 
@@ -197,7 +184,7 @@ def _failure_reason(failed: dict, pods: list[dict], spec: CompilationJobSpec) ->
         limit = spec.stopping_condition.max_runtime_in_seconds
         return f"MaxRuntimeExceeded: compilation ran longer than stoppingCondition.maxRuntimeInSeconds ({limit} s)"
     for pod in reversed(pods):
-        term = _terminated(pod)
+        term = terminated(pod, COMPILER_CONTAINER)
         if not term:
             continue
         message = parse_termination_message(term.get("message"))

@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
+
+TIMESTAMP = "%Y-%m-%dT%H:%M:%SZ"  # Kubernetes' own (RFC 3339, seconds, UTC)
 
 
 def now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime(TIMESTAMP)
+
+
+def iso(unix: float) -> str:
+    return datetime.fromtimestamp(unix, UTC).strftime(TIMESTAMP)
+
+
+def seconds_since(timestamp: str | None) -> float:
+    """Seconds from a status timestamp to now; 0 for none."""
+    if not timestamp:
+        return 0.0
+    return time.time() - datetime.strptime(timestamp, TIMESTAMP).replace(tzinfo=UTC).timestamp()
 
 
 def set_condition(

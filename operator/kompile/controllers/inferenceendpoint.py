@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 
 import kopf
 from pydantic import ValidationError
@@ -14,7 +13,7 @@ from kompile.api.hardwaretarget import HardwareTargetSpec
 from kompile.api.inferenceendpoint import InferenceEndpointSpec
 from kompile.api.recommendation import INFERENCE_RECOMMENDATION
 from kompile.config import OperatorConfig
-from kompile.controllers.conditions import now, set_condition
+from kompile.controllers.conditions import now, seconds_since, set_condition
 from kompile.controllers.reconcile import Outcome, reconcile_on_changes, resync
 from kompile.controllers.validation import describe
 from kompile.kube import Kube, dig
@@ -184,7 +183,7 @@ def recommend_live(body: kopf.Body, memo: kopf.Memo, logger, **_) -> None:
         return  # the endpoint's own reconcile reports an invalid spec
     settings = spec.recommendation
     last = dig(ie, "status", "recommendation", "time")
-    if last and _seconds_since(last) < settings.interval_seconds:
+    if last and seconds_since(last) < settings.interval_seconds:
         return
     if not memo.config.prometheus_url:
         logger.warning("no Prometheus configured (Helm value prometheus.url): no recommendation for this endpoint")
@@ -241,7 +240,3 @@ def recommend_live(body: kopf.Body, memo: kopf.Memo, logger, **_) -> None:
     kube.patch_status(
         API_VERSION, INFERENCE_ENDPOINT.kind, meta["name"], meta["namespace"], {"recommendation": found.wire()}
     )
-
-
-def _seconds_since(timestamp: str) -> float:
-    return time.time() - datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()

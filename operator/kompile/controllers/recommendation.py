@@ -9,7 +9,6 @@ plan from the spec and moves every unfinished test one step; the status remember
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 
 import kopf
 from pydantic import ValidationError
@@ -24,11 +23,11 @@ from kompile.api.recommendation import (
     InferenceRecommendationSpec,
     LoadTest,
     LoadTestState,
-    Percentile,
     Recommendation,
 )
 from kompile.config import OperatorConfig
-from kompile.controllers.conditions import now, set_condition
+from kompile.controllers.conditions import iso, now, seconds_since, set_condition
+from kompile.controllers.jobs import job_condition, terminated
 from kompile.controllers.reconcile import Outcome, reconcile_on_changes, resync
 from kompile.controllers.validation import describe
 from kompile.kube import Kube, dig
@@ -124,7 +123,7 @@ def sync(rec: dict, kube: Kube, cfg: OperatorConfig) -> Outcome:
         if teardown(rec, kube):
             return move(Phase.STOPPING)
         return move(Phase.STOPPED)
-    if _seconds_since(started) > spec.job_duration_in_seconds:
+    if seconds_since(started) > spec.job_duration_in_seconds:
         limit = spec.job_duration_in_seconds
         return fail("JobDurationExceeded", f"not finished within jobDurationInSeconds ({limit} s)")
 
@@ -167,6 +166,7 @@ class Step:
     def __init__(self, rec: dict, spec: InferenceRecommendationSpec, targets: dict, jobs: dict, kube: Kube, cfg):
         self.rec, self.spec, self.targets, self.jobs, self.kube, self.cfg = rec, spec, targets, jobs, kube, cfg
         self.namespace = rec["metadata"]["namespace"]
+        self.prometheus = Prometheus(cfg.prometheus_url)
         self.active = 0
         self.warnings: list[str] = []
 
@@ -200,7 +200,7 @@ class Step:
     def _load(self, test: LoadTest) -> LoadTest:
         ie = self.kube.get(API_VERSION, INFERENCE_ENDPOINT.kind, test.endpoint_name, self.namespace)
         if dig(ie, "status", "readyReplicas", default=0) != test.instance_count:
-            if _seconds_since(test.deploy_start_time) > plan.SETUP_SECONDS:
+            if seconds_since(test.deploy_start_time) > plan.SETUP_SECONDS:
                 ready = next((c for c in dig(ie, "status", "conditions", default=[]) or [] if c["type"] == "Ready"), {})
                 return self._failed(
                     test,
@@ -234,7 +234,7 @@ class Step:
         """Whether Prometheus scrapes every replica of the test's endpoint already."""
         pods = f'namespace="{self.namespace}",endpoint="{test.endpoint_name}"'
         try:
-            up = Prometheus(self.cfg.prometheus_url).value(f"count(up{{{pods}}} == 1)")
+            up = self.prometheus.value(f"count(up{{{pods}}} == 1)")
         except PrometheusError as err:
             self.warnings.append(f"{test.endpoint_name}: {err}")
             return False
@@ -246,9 +246,9 @@ class Step:
         if job is None:
             return test.model_copy(update={"state": LoadTestState.DEPLOYING}), None  # created again next pass
         message = _termination_message(self.kube, self.namespace, name, LOADGEN_CONTAINER)
-        if _job_condition(job, "Failed"):
+        if job_condition(job, "Failed"):
             return self._failed(test, message or f"LoadTestFailed: Job {name} failed"), None
-        if not _job_condition(job, "Complete"):
+        if not job_condition(job, "Complete"):
             return test, None
         try:
             summary = LoadTestSummary.model_validate_json(message or "")
@@ -256,10 +256,10 @@ class Step:
             return self._failed(test, f"LoadTestFailed: Job {name} ended without a summary ({message!r})"), None
         if time.time() < summary.end + SCRAPE_SETTLE_SECONDS:
             return test, None
-        percentile = self._percentile()
+        percentile = self.spec.stopping_conditions.percentile
         rate_window = f"{max(20, min(60, self.spec.traffic_pattern.seconds // 2))}s"
         try:
-            figures = Prometheus(self.cfg.prometheus_url).endpoint_figures(
+            figures = self.prometheus.endpoint_figures(
                 self.namespace, test.endpoint_name, Window(summary.start, summary.end), percentile.quantile, rate_window
             )
         except PrometheusError as err:
@@ -272,16 +272,12 @@ class Step:
         done = test.model_copy(
             update={
                 "state": LoadTestState.COMPLETED,
-                "start_time": _iso(summary.start),
-                "end_time": _iso(summary.end),
+                "start_time": iso(summary.start),
+                "end_time": iso(summary.end),
                 "stop_reason": summary.stop_reason,
             }
         )
         return done, row
-
-    def _percentile(self) -> Percentile:
-        threshold = self.spec.stopping_conditions.threshold
-        return threshold.percentile if threshold else Percentile.P95
 
     def remove(self, test: LoadTest) -> None:
         """A finished test frees its pool for the next one."""
@@ -295,11 +291,10 @@ def _report(rec, spec, rows: list[Recommendation], kube: Kube, cfg: OperatorConf
     name = report_job_name(meta["name"])
     job = kube.get("batch/v1", "Job", name, meta["namespace"])
     if job is None:
-        threshold = spec.stopping_conditions.threshold
         request = ReportRequest(
             uri=f"{spec.output_config.s3_output_location.rstrip('/')}/{meta['name']}/",
             title=f"InferenceRecommendation {meta['namespace']}/{meta['name']}",
-            percentile=(threshold.percentile if threshold else Percentile.P95).value,
+            percentile=spec.stopping_conditions.percentile.value,
             rows=rows,
         )
         kube.create(
@@ -309,15 +304,15 @@ def _report(rec, spec, rows: list[Recommendation], kube: Kube, cfg: OperatorConf
         )
         return move(Phase.IN_PROGRESS, progress="writing the report", **fields)
     message = _termination_message(kube, meta["namespace"], name, REPORT_CONTAINER)
-    if _job_condition(job, "Complete") or _job_condition(job, "Failed"):
+    if job_condition(job, "Complete") or job_condition(job, "Failed"):
         teardown(rec, kube)
-    if _job_condition(job, "Complete"):
+    if job_condition(job, "Complete"):
         out = move(Phase.COMPLETED, reportUri=message, progress=None, **fields)
         out.status["conditions"] = set_condition(
             out.status["conditions"], "ReportWritten", True, "ReportWritten", message or ""
         )
         return out
-    if _job_condition(job, "Failed"):
+    if job_condition(job, "Failed"):
         # The ranked table is in the status either way; a report that could not be written is a warning.
         message = message or f"Job {name} failed"
         out = move(Phase.COMPLETED, progress=None, **fields)
@@ -359,26 +354,9 @@ def _progress(tests: list[LoadTest]) -> str:
 
 def _termination_message(kube: Kube, namespace: str, job_name: str, container: str) -> str | None:
     for pod in kube.list("v1", "Pod", namespace, {"job-name": job_name}):
-        for cs in dig(pod, "status", "containerStatuses", default=[]) or []:
-            if cs.get("name") == container and (message := dig(cs, "state", "terminated", "message")):
-                return message.strip()
+        if message := terminated(pod, container).get("message"):
+            return message.strip()
     return None
-
-
-def _job_condition(job: dict, type_: str) -> bool:
-    return any(
-        c.get("type") == type_ and c.get("status") == "True" for c in dig(job, "status", "conditions", default=[]) or []
-    )
-
-
-def _seconds_since(timestamp: str | None) -> float:
-    if not timestamp:
-        return 0.0
-    return time.time() - datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
-
-
-def _iso(unix: float) -> str:
-    return datetime.fromtimestamp(unix, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # --- kopf wiring -------------------------------------------------------------------------

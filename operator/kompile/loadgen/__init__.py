@@ -16,7 +16,6 @@ from kompile.api.common import KModel, TensorSpec
 from kompile.api.recommendation import StoppingConditions, TrafficPhase
 
 CONFIG_ENV = "KOMPILE_LOADTEST"
-STOP_REASONS = ("TrafficEnded", "ModelLatencyThreshold", "MaxInvocations")
 
 
 class LoadTestConfig(KModel):
