@@ -6,7 +6,9 @@ For each model (batch 1, threads = this machine's cores on every side): onnxrunt
 (`pip install openvino`; FP32 and its default precision, skipped when not installed), Kompile
 with no tuning records at all (TVM's rules only), and Kompile with the records shipped in the
 compiler image (`bench/tune.py` makes them) as a compile pod would find them: the "warm cache"
-compile, whose compile time is compared with the untuned one. Figures, never assertions.
+compile, whose compile time is compared with the untuned one; and the same in BF16 (with the
+BF16 records there are), beside OpenVINO's default precision, which is BF16 on a CPU with
+AVX512-BF16 or AMX. Figures, never assertions.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import numpy as np
 
 from bench.cases import NAMES, case
 from bench.tune import catalog_target
-from kompile.api import Framework
+from kompile.api import Framework, Precision
 from kompile_compiler import tuning
 from kompile_compiler.pipeline import compile_model
 from kompile_compiler.validation import percentiles_ms
@@ -81,7 +83,7 @@ def openvino_ms(model_path: Path, feed: dict, threads: int, precision: str | Non
     return percentiles_ms(lambda: request.infer(feed), repeats=50)["p50Ms"]
 
 
-def kompile(framework, path, inputs, target, workdir: Path, records: bool) -> dict:
+def kompile(framework, path, inputs, target, workdir: Path, records: bool, precision=Precision.FP32) -> dict:
     # "No records" means what a compile would do on a target nobody has tuned for.
     shipped = tuning.SHIPPED
     tuning.SHIPPED = shipped if records else workdir / "no-records"
@@ -92,6 +94,7 @@ def kompile(framework, path, inputs, target, workdir: Path, records: bool) -> di
             data_input_config=inputs,
             target=target,
             workdir=workdir,
+            precision=precision,
             progress=lambda _: None,
         )
     finally:
@@ -112,9 +115,10 @@ def main() -> None:
     print(f"# target {args.target} {target.tvm}, batch 1, {threads} threads everywhere")
     print(
         "| model | onnxruntime ms | OpenVINO FP32 / default ms | Kompile untuned ms (compile s) "
-        "| Kompile with records ms (compile s) | kernels from records | with records / onnxruntime |"
+        "| Kompile with records ms (compile s) | kernels from records | with records / onnxruntime "
+        "| Kompile BF16 ms (max abs error, kernels from records) | BF16 / OpenVINO default |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     ratios = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -127,6 +131,10 @@ def main() -> None:
             cold = kompile(framework, path, inputs, target, folder / f"{name}-cold", records=False)
             warm = kompile(framework, path, inputs, target, folder / f"{name}-warm", records=True)
             ratio = warm["latency"]["p50Ms"] / ort_ms
+            bf16 = kompile(framework, path, inputs, target, folder / f"{name}-bf16", True, Precision.BF16)
+            b = bf16["tuning"]
+            bf16_ms = bf16["latency"]["p50Ms"]
+            bf16_vs_ov = f"{bf16_ms / ovdef:.2f}x" if ovdef is not None else "-"
             ratios.append(ratio)
             ov = f"{ov32:.2f} / {ovdef:.2f}" if ov32 is not None else "not installed"
             t = warm["tuning"]
@@ -134,7 +142,8 @@ def main() -> None:
                 f"| {name} | {ort_ms:.2f} | {ov} | {cold['latency']['p50Ms']:.2f} "
                 f"({cold['compiler']['compileSeconds']:.1f}) | {warm['latency']['p50Ms']:.2f} "
                 f"({warm['compiler']['compileSeconds']:.1f}) | {t['kernelsFromRecords']}/{t['kernels']} | "
-                f"{ratio:.2f}x |",
+                f"{ratio:.2f}x | {bf16_ms:.2f} ({bf16['parity']['maxAbsError']:.2g}, "
+                f"{b['kernelsFromRecords']}/{b['kernels']}) | {bf16_vs_ov} |",
                 flush=True,
             )
     print(f"\ngeo-mean Kompile (with records) / onnxruntime: {math.exp(sum(map(math.log, ratios)) / len(ratios)):.2f}x")

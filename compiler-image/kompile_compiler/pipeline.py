@@ -20,7 +20,7 @@ from kompile.api.compilationjob import Artifact
 from kompile.api.compiledmodel import Latency
 from kompile.api.result import CompilerJob, CompilerResult
 from kompile.storage import ObjectStore, StorageError
-from kompile_compiler import frontends, packaging, targets, trees, tuning
+from kompile_compiler import autocast, frontends, packaging, targets, trees, tuning
 from kompile_compiler.frontends.onnx import datatype
 from kompile_compiler.report import CompileError
 from kompile_compiler.source import fetch, locate, sha256_file
@@ -28,10 +28,6 @@ from kompile_compiler.validation import compare, load_samples, percentiles_ms, s
 from kompile_runtime.artifact import MODEL_FILES, ONNX_RUNTIME, TREE_RUNTIME, TVM_RUNTIME, runner
 
 Progress = Callable[[str], None]
-
-UNSUPPORTED_PRECISION = {
-    Precision.BF16: "not supported yet: TVM's mixed-precision pass produces float16 only; use FP16 or FP32",
-}
 
 
 def stderr_progress(message: str) -> None:
@@ -86,11 +82,14 @@ def compile_model(
     sample_data_uri: str | None = None,
     trials: int = 0,
     max_trials_per_task: int | None = None,
+    tune_kernels: tuple[str, ...] = (),
     tuning_cache: str | None = None,
     uncompiled: bool = False,
 ) -> tuple[CompilerResult, dict]:
     """Compile a model into an artifact; `uncompiled` packages the ONNX model as it is instead,
-    checked and measured the same way, for onnxruntime in the serving pod (a baseline)."""
+    checked and measured the same way, for onnxruntime in the serving pod (a baseline).
+    `tune_kernels` narrows tuning to the kernels whose names contain one of them (bench/tune.py
+    spends a budget on the kernels that take the time)."""
     try:
         declared = parse_data_input_config(data_input_config, framework)
     except DataInputConfigError as err:
@@ -129,7 +128,11 @@ def compile_model(
         backend=target.backend.value,
         precision=precision.value,
         optLevel=opt_level,
-        tuning={"trials": trials, "maxTrialsPerTask": max_trials_per_task},
+        tuning={
+            "trials": trials,
+            "maxTrialsPerTask": max_trials_per_task,
+            **({"kernels": list(tune_kernels)} if tune_kernels else {}),
+        },
         compiler=versions,
         **({"uncompiled": True} if uncompiled else {}),
     )
@@ -151,7 +154,7 @@ def compile_model(
             trees.build(imported.mod, library, target, threads)
     else:
         cache = tuning.RecordCache(tuning_cache, store) if tuning_cache else None
-        plan = TuningPlan(workdir / "tuning", trials, max_trials_per_task, cache, threads, key)
+        plan = TuningPlan(workdir / "tuning", trials, max_trials_per_task, cache, threads, key, tune_kernels)
         schedules = _compile_tvm(imported.mod, library, target, precision, opt_level, plan, progress)
     compile_seconds = time.perf_counter() - started
 
@@ -248,20 +251,18 @@ class TuningPlan:
     cache: tuning.RecordCache | None
     threads: int
     name: str  # this compile's bundle name in the shared cache
+    kernels: tuple[str, ...] = ()  # tune only these (by name); empty: all
 
 
 def _compile_tvm(mod, library: Path, target: targets.CompileTarget, precision, opt_level, plan: TuningPlan, progress):
     import tvm
-    from tvm import relax
 
     report = None
     schedule = tuning.tunable(target.tvm)
     # MetaSchedule sizes its parallel loops by num-cores; the pod's CPU count is the honest figure.
     tvm_target = tvm.target.Target({"num-cores": plan.threads, **target.tvm} if schedule else target.tvm)
     try:
-        if precision is Precision.FP16:
-            # Neuron's auto-cast idea: compute in float16, keep float32 at the model's edges.
-            mod = relax.transform.ToMixedPrecision(out_dtype="float32")(mod)
+        mod = autocast.apply(mod, precision)
         if schedule:
             key = tuning.target_key(target.tvm)
             plan.work_dir.mkdir(parents=True, exist_ok=True)
@@ -271,7 +272,7 @@ def _compile_tvm(mod, library: Path, target: targets.CompileTarget, precision, o
             what = f"tuning ({plan.trials} trials) and scheduling" if plan.trials else "scheduling"
             with step(progress, what):
                 mod, report = tuning.schedule(
-                    mod, tvm_target, plan.work_dir, plan.trials, plan.max_trials_per_task, progress
+                    mod, tvm_target, plan.work_dir, plan.trials, plan.max_trials_per_task, progress, plan.kernels
                 )
                 progress(f"{report.from_records} of {report.kernels} kernels from tuning records")
             if plan.trials and plan.cache is not None:
@@ -322,8 +323,6 @@ def _uncompiled_problem(framework: Framework, precision: Precision, trials: int)
 
 def _precision_problem(framework: Framework, precision: Precision) -> str | None:
     """Why this framework cannot compile at this precision, or None where it can."""
-    if precision in UNSUPPORTED_PRECISION:
-        return f"{precision.value}: {UNSUPPORTED_PRECISION[precision]}"
     if framework is Framework.XGBOOST and precision is not Precision.FP32:
         return f"{precision.value}: tree models compile in FP32"
     if precision is Precision.INT8 and framework is not Framework.ONNX:

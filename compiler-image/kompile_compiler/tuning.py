@@ -173,8 +173,9 @@ def bundle(work_dir: Path, key: str) -> bytes:
     return json.dumps(body).encode()
 
 
-def schedule(mod, target, work_dir: Path, trials: int, max_trials_per_task: int | None, progress: Progress):
-    """Fuse and legalize `mod`, tune it when `trials` > 0, apply the database, dlight the rest.
+def schedule(mod, target, work_dir: Path, trials: int, max_trials_per_task: int | None, progress: Progress, kernels=()):
+    """Fuse and legalize `mod`, tune it when `trials` > 0 (only the kernels whose names contain
+    one of `kernels`, when given), apply the database, dlight the rest.
 
     Returns the scheduled module (for `tvm.compile`) and the kernel counts for the report.
     """
@@ -200,7 +201,7 @@ def schedule(mod, target, work_dir: Path, trials: int, max_trials_per_task: int 
         started = time.perf_counter()
         logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
         # Unset, MetaSchedule lets the first kernels take the whole budget; spread it instead.
-        per_task = max_trials_per_task or max(1, math.ceil(trials / max(1, report.kernels)))
+        per_task = max_trials_per_task or max(1, math.ceil(trials / max(1, len(kernels) or report.kernels)))
         per_iteration = min(64, per_task)
         ms.relax_integration.tune_relax(
             mod,
@@ -209,6 +210,7 @@ def schedule(mod, target, work_dir: Path, trials: int, max_trials_per_task: int 
             work_dir=str(work_dir),
             max_trials_global=trials,
             max_trials_per_task=per_task,
+            op_names=list(kernels) or None,
             num_trials_per_iter=per_iteration,
             database=database,
             builder=ms.builder.LocalBuilder(f_build=_build_candidate, timeout_sec=BUILD_TIMEOUT),

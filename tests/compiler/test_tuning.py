@@ -107,3 +107,15 @@ def test_tuning_is_refused_where_it_cannot_measure(dense, tmp_path, target, fram
     with pytest.raises(CompileError, match=match) as err:
         compile_onnx(dense, {"x": [4, 64]}, tmp_path, target=target, framework=framework, trials=8)
     assert err.value.reason == "UnsupportedTuning"
+
+
+def test_tuning_can_be_narrowed_to_named_kernels(tmp_path):
+    """What bench/tune.py --heaviest uses: only the kernels named are tuned, the rest get the rules."""
+    from tests.compiler.test_compile_onnx import mlp
+
+    model = mlp(tmp_path / "mlp.onnx", batch=4)  # two kernels: matmul+relu fused, and a matmul
+    _, manifest = compile_onnx(
+        model, {"features": [4, 16]}, tmp_path / "work", trials=8, max_trials_per_task=8, tune_kernels=("relu",)
+    )
+    report = manifest["tuning"]
+    assert (report["kernels"], report["kernelsFromRecords"]) == (2, 1), report

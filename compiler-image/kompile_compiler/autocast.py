@@ -1,0 +1,54 @@
+"""Lower precision by auto-casting, in the spirit of Neuron's `--auto-cast matmult`.
+
+FP16 is TVM's own `ToMixedPrecision`. That pass only knows float16, so BF16 is a small rewrite
+here: the inputs of every matrix multiplication and convolution become bfloat16 and their
+result stays float32 (an FP32 accumulator), so the model's edges, normalisations and
+activations stay FP32. Weights are cast once, at compile time, by constant folding, which
+halves the memory they take. TVM's TIR pipeline (BF16ComputeLegalize) computes each bf16
+multiply in FP32 registers, so the gain is in memory traffic, not in BF16 dot-product
+instructions: TVM 0.27 ships no x86 tensor intrinsic for AVX512-BF16 or AMX-BF16.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+from kompile.api import Precision
+
+# The operators Neuron's "matmult" auto-cast covers: every op that multiplies and accumulates.
+MATMULT = ("relax.matmul", "relax.nn.conv1d", "relax.nn.conv2d", "relax.nn.conv3d")
+
+
+def apply(mod, precision: Precision):
+    """`mod` with its precision lowered as `precision` asks (unchanged for FP32 and INT8)."""
+    from tvm import relax
+
+    if precision is Precision.FP16:
+        return relax.transform.ToMixedPrecision(out_dtype="float32")(mod)
+    if precision is Precision.BF16:
+        return relax.transform.FoldConstant()(_bf16_matmult(mod))
+    return mod
+
+
+def _bf16_matmult(mod):
+    from tvm import relax
+    from tvm.relax.dpl import is_op, rewrite_call, wildcard
+
+    # Only float32 operands match, so a rewritten call (bfloat16 operands) is never matched again.
+    patterns = [is_op(name)(wildcard().has_dtype("float32"), wildcard().has_dtype("float32")) for name in MATMULT]
+
+    def cast(call, _matches):
+        operands = [relax.op.astype(arg, "bfloat16") for arg in call.args]
+        make = relax.op.matmul if call.op.name == "relax.matmul" else getattr(relax.op.nn, call.op.name.split(".")[-1])
+        # The same call, every attribute kept (strides, padding, layouts, ...), but out_dtype.
+        names = list(inspect.signature(make).parameters)[len(operands) :]
+        attrs = {name: getattr(call.attrs, name) for name in names if name != "out_dtype"}
+        return make(*operands, **attrs, out_dtype="float32")
+
+    @relax.transform.function_pass(opt_level=0, name="BF16MatmultAutoCast")
+    def autocast(func, _mod, _ctx):
+        for pattern in patterns:
+            func = rewrite_call(pattern, cast, func)
+        return func
+
+    return autocast(mod)
