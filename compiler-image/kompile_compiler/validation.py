@@ -10,7 +10,7 @@ import numpy as np
 
 from kompile.api import Precision
 from kompile.api.common import TensorSpec
-from kompile.loadgen.payloads import random_feeds
+from kompile.loadgen.payloads import PayloadError, npz_feeds, random_feeds
 from kompile_compiler.report import CompileError
 
 # Allowed |compiled - reference| <= atol + rtol * |reference|, by precision.
@@ -30,33 +30,9 @@ def sample_inputs(specs: list[TensorSpec], seed: int = 0) -> dict[str, np.ndarra
 def load_samples(path, specs: list[TensorSpec]) -> list[dict[str, np.ndarray]]:
     """The user's sample inputs (an .npz named like the inputs), as one feed per sample."""
     try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {name: data[name] for name in data.files}
-    except Exception as err:  # noqa: BLE001 - numpy says what it could not read
-        raise CompileError("InvalidSampleData", f"not an .npz numpy can read: {err}") from None
-    unknown = sorted(set(arrays) - {s.name for s in specs})
-    if unknown:
-        raise CompileError(
-            "InvalidSampleData", f"array {unknown[0]!r} names no input; the inputs are {[s.name for s in specs]}"
-        )
-    counts = set()
-    for spec in specs:
-        if spec.name not in arrays:
-            raise CompileError("InvalidSampleData", f"no array for input {spec.name!r}")
-        value = arrays[spec.name]
-        if list(value.shape) == spec.shape:
-            value = value[None]
-        elif list(value.shape[1:]) != spec.shape:
-            raise CompileError(
-                "InvalidSampleData",
-                f"input {spec.name!r}: samples are {list(value.shape)}, the input is {spec.shape} "
-                f"(give {spec.shape} or a stack [k, {', '.join(map(str, spec.shape))}])",
-            )
-        arrays[spec.name] = value.astype(spec.datatype.array_type, copy=False)
-        counts.add(value.shape[0])
-    if len(counts) != 1:
-        raise CompileError("InvalidSampleData", f"the inputs have different numbers of samples: {sorted(counts)}")
-    return [{name: arrays[name][i] for name in arrays} for i in range(counts.pop())]
+        return npz_feeds(path, specs)
+    except PayloadError as err:
+        raise CompileError("InvalidSampleData", str(err)) from None
 
 
 @dataclass

@@ -409,15 +409,27 @@ def test_user_samples_from_s3_drive_the_parity_check(s3, tmp_path):
         ({"feature": np.zeros((2, 16), np.float32)}, "array 'feature' names no input; the inputs are ['features']"),
         ({"features": np.zeros((2, 8), np.float32)}, "input 'features': samples are [2, 8], the input is [2, 16]"),
         ({}, "no array for input 'features'"),
+        ({"features": np.zeros((2, 16), np.float64)}, None),  # float64 is cast to float32
+        (
+            {"features": np.zeros((2, 16), np.complex64)},
+            "input 'features': samples are complex64, the input is float32",
+        ),
     ],
 )
 def test_bad_samples_say_what_does_not_fit(tmp_path, arrays, detail):
     np.savez(tmp_path / "samples.npz", **arrays)
-    with pytest.raises(CompileError) as err:
-        compile_onnx(
+
+    def compile_with_samples():
+        return compile_onnx(
             mlp(tmp_path / "mlp.onnx"),
             {"features": [2, 16]},
             tmp_path / "work",
             sample_data_uri=str(tmp_path / "samples.npz"),
         )
+
+    if detail is None:
+        assert compile_with_samples()[1]["parity"]["inputs"] == "user samples"
+        return
+    with pytest.raises(CompileError) as err:
+        compile_with_samples()
     assert err.value.reason == "InvalidSampleData" and detail in err.value.detail

@@ -38,27 +38,36 @@ def random_feeds(inputs: list[TensorSpec], count: int = 4, seed: int = 0) -> lis
 
 def npz_feeds(path: Path, inputs: list[TensorSpec]) -> list[dict[str, np.ndarray]]:
     """One feed per sample of an .npz whose arrays are named like the inputs, each the input's
-    shape or a stack [k, ...shape]."""
+    shape or a stack [k, ...shape]. The same file serves the compiler's parity check and the
+    load test, so both read it here, with the same rules and the same errors."""
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {name: data[name] for name in data.files}
     except Exception as err:  # noqa: BLE001 - numpy says what it could not read
         raise PayloadError(f"not an .npz numpy can read: {err}") from None
-    stacks = []
+    if unknown := sorted(set(arrays) - {s.name for s in inputs}):
+        raise PayloadError(f"array {unknown[0]!r} names no input; the inputs are {[s.name for s in inputs]}")
+    counts = set()
     for spec in inputs:
         if spec.name not in arrays:
-            raise PayloadError(f"no array for input {spec.name!r} (the .npz has {sorted(arrays)})")
+            raise PayloadError(f"no array for input {spec.name!r}")
         value = arrays[spec.name]
         if list(value.shape) == spec.shape:
             value = value[None]
-        if list(value.shape[1:]) != spec.shape:
-            raise PayloadError(f"input {spec.name!r}: the samples are {list(value.shape)}, the input is {spec.shape}")
+        elif list(value.shape[1:]) != spec.shape:
+            raise PayloadError(
+                f"input {spec.name!r}: samples are {list(value.shape)}, the input is {spec.shape} "
+                f"(give {spec.shape} or a stack [k, {', '.join(map(str, spec.shape))}])"
+            )
         want = np.dtype(spec.datatype.array_type)
-        if value.dtype != want:
-            raise PayloadError(f"input {spec.name!r}: the samples are {value.dtype}, the input is {want}")
-        stacks.append(value)
-    count = min(len(s) for s in stacks)
-    return [{spec.name: stack[i] for spec, stack in zip(inputs, stacks, strict=True)} for i in range(count)]
+        # float64 samples for a float32 input are fine; floats for token ids are not.
+        if not np.can_cast(value.dtype, want, "same_kind"):
+            raise PayloadError(f"input {spec.name!r}: samples are {value.dtype}, the input is {want}")
+        arrays[spec.name] = value.astype(want, copy=False)
+        counts.add(value.shape[0])
+    if len(counts) != 1:
+        raise PayloadError(f"the inputs have different numbers of samples: {sorted(counts)}")
+    return [{name: arrays[name][i] for name in arrays} for i in range(counts.pop())]
 
 
 def binary_request(feed: dict[str, np.ndarray], inputs: list[TensorSpec]) -> tuple[bytes, dict[str, str]]:
