@@ -141,7 +141,9 @@ def compile_model(
         progress(f"an identical compile is already at {done.artifact.uri} (sha256 {done.artifact.sha256[:12]}): reused")
         return done, {"contentKey": key, "reused": True}
     with step(progress, f"importing {model_file.name} ({framework.value})"):
-        imported = frontends.load(framework, model_file, declared, threads, quantized=precision is Precision.INT8)
+        imported = frontends.load(
+            framework, model_file, declared, threads, quantized=precision is Precision.INT8, relax=not uncompiled
+        )
     out = output_dir or workdir / "artifact"
     out.mkdir(parents=True, exist_ok=True)
     library = out / packaging.LIBRARY

@@ -27,11 +27,14 @@ def show(dims) -> str:
     return "[" + ",".join(str(d) for d in dims) + "]"
 
 
-def load(framework: Framework, path: Path, inputs: DataInputConfig, threads: int, quantized: bool = False) -> Imported:
+def load(
+    framework: Framework, path: Path, inputs: DataInputConfig, threads: int, quantized: bool = False, relax: bool = True
+) -> Imported:
+    """`relax=False`: check and reference only, no Relax import (ONNX served uncompiled)."""
     if framework is Framework.ONNX:
         from kompile_compiler.frontends import onnx
 
-        return onnx.load(path, inputs, threads, quantized=quantized)
+        return onnx.load(path, inputs, threads, quantized=quantized, relax=relax)
     if framework is Framework.PYTORCH:
         from kompile_compiler.frontends import pytorch
 

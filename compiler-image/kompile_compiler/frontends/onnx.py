@@ -74,7 +74,9 @@ def _list_initializers_as_inputs(model: onnx.ModelProto) -> bool:
     return bool(missing)
 
 
-def load(path: Path, inputs: DataInputConfig, threads: int, quantized: bool = False) -> Imported:
+def load(path: Path, inputs: DataInputConfig, threads: int, quantized: bool = False, relax: bool = True) -> Imported:
+    """The model checked against `inputs`, with onnxruntime as its reference; imported into Relax
+    unless `relax` is False (an uncompiled model is served by onnxruntime as it is)."""
     try:
         model = onnx.load(str(path))
         # The reference runtime reads the same model TVM imports, fixed where it had to be.
@@ -91,16 +93,7 @@ def load(path: Path, inputs: DataInputConfig, threads: int, quantized: bool = Fa
     model_side = model_inputs(model)
     check_inputs(model_side, inputs)
 
-    from tvm.relax.frontend.onnx import from_onnx
-
-    shapes = {name: list(inputs.inputs[name]) for name, _, _ in model_side}
-    dtypes = {name: str(dtype) for name, _, dtype in model_side}
-    try:
-        mod = from_onnx(model, shape_dict=shapes, dtype_dict=dtypes, keep_params_in_input=False)
-    except Exception as err:  # noqa: BLE001 - the importer raises whatever an unsupported op hits
-        raise CompileError(
-            "UnsupportedOperator", f"TVM could not import the model: {str(err).splitlines()[0]}"
-        ) from None
+    mod = _relax_module(model, model_side, inputs) if relax else None
 
     import onnxruntime as ort
 
@@ -115,3 +108,16 @@ def load(path: Path, inputs: DataInputConfig, threads: int, quantized: bool = Fa
         reference_name=f"onnxruntime {ort.__version__}",
         output_names=[o.name for o in model.graph.output],
     )
+
+
+def _relax_module(model: onnx.ModelProto, model_side, inputs: DataInputConfig):
+    from tvm.relax.frontend.onnx import from_onnx
+
+    shapes = {name: list(inputs.inputs[name]) for name, _, _ in model_side}
+    dtypes = {name: str(dtype) for name, _, dtype in model_side}
+    try:
+        return from_onnx(model, shape_dict=shapes, dtype_dict=dtypes, keep_params_in_input=False)
+    except Exception as err:  # noqa: BLE001 - the importer raises whatever an unsupported op hits
+        raise CompileError(
+            "UnsupportedOperator", f"TVM could not import the model: {str(err).splitlines()[0]}"
+        ) from None
