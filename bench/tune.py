@@ -1,7 +1,7 @@
 """Tune models with MetaSchedule and keep their best records as the compiler image's pre-tuned set.
 
     PYTHONPATH=. .venv/bin/python bench/tune.py squeezenet minilm-seq128 --trials 800 --per-task 32
-    PYTHONPATH=. .venv/bin/python bench/tune.py resnet50 --heaviest 8 --trials 512 --per-task 64
+    PYTHONPATH=. .venv/bin/python bench/tune.py resnet50 densenet121 --trials 512 --per-task 64
 
 Compiles each model for a catalog HardwareTarget (default x86-avx2, whose CPU this machine
 must have: tuning measures every candidate here) through the same `compile_model` a compiler
@@ -10,10 +10,8 @@ compiler-image/kompile_compiler/records/<target key>/<model>.json, which every l
 that target applies without tuning. Prints tuning time and the tuned latency beside the
 reference runtime's. Minutes to hours on a small machine: a bench, never a test.
 
-`--heaviest N` first compiles with the records there are, times every kernel of the result,
-and spends the whole budget on the N kernels that take the most time: MetaSchedule's own
-task scheduler first gives every kernel a full round, which a small budget never gets past on
-a network with dozens of kernels.
+A budget smaller than --per-task times the kernels goes, as in any compile, to the kernels
+that take the most time with the records there are; run it again to tune the next ones.
 """
 
 from __future__ import annotations
@@ -53,7 +51,6 @@ def main() -> None:
     parser.add_argument("--per-task", type=int, default=32)
     parser.add_argument("--records", type=Path, default=tuning.SHIPPED)
     parser.add_argument("--precision", type=Precision, default=Precision.FP32, choices=list(Precision))
-    parser.add_argument("--heaviest", type=int, default=0, help="tune only the N kernels that take the most time")
     args = parser.parse_args()
     target = catalog_target(args.target)
     key = tuning.target_key(target.tvm)
@@ -64,25 +61,15 @@ def main() -> None:
         folder = Path(tmp)
         for name in args.models:
             framework, path, inputs = case(name, folder)
-            settings = dict(
+            _, m = compile_model(
                 model_uri=str(path),
                 framework=framework,
                 data_input_config=inputs,
                 target=target,
                 precision=args.precision,
-            )
-            kernels: tuple[str, ...] = ()
-            if args.heaviest:
-                times = kernel_times(folder / f"{name}-before", settings)
-                kernels = tuple(sorted(times, key=times.get, reverse=True)[: args.heaviest])
-                share = sum(times[k] for k in kernels) / sum(times.values())
-                print(f"# {name}: tuning {', '.join(kernels)} ({share:.0%} of {sum(times.values()) * 1000:.1f} ms)")
-            _, m = compile_model(
-                **settings,
                 workdir=folder / name,
                 trials=args.trials,
                 max_trials_per_task=args.per_task,
-                tune_kernels=kernels,
                 tuning_cache=str(CACHE),
             )
             stem = name if args.precision is Precision.FP32 else f"{name}-{args.precision.value.lower()}"
@@ -101,36 +88,6 @@ def main() -> None:
                 f"{lat['referenceP50Ms']:.2f} | {lat['p50Ms'] / lat['referenceP50Ms']:.2f}x |",
                 flush=True,
             )
-
-
-def kernel_times(workdir: Path, settings: dict) -> dict[str, float]:
-    """Seconds each kernel takes in one inference of the model compiled with today's records."""
-    import time
-
-    import tvm
-    from tvm import relax
-
-    from kompile_compiler.packaging import LIBRARY
-    from kompile_compiler.validation import sample_inputs
-
-    result, _ = compile_model(**settings, workdir=workdir, tuning_cache=str(CACHE), progress=lambda _: None)
-    vm = relax.VirtualMachine(tvm.runtime.load_module(str(workdir / "artifact" / LIBRARY)), tvm.cpu())
-    feed = sample_inputs(result.inputs)
-    args = [tvm.runtime.tensor(feed[t.name]) for t in result.inputs]
-    vm["main"](*args)  # warm: the first call allocates
-    spent: dict[str, float] = {}
-    started: dict[str, float] = {}
-
-    def instrument(_func, name, before, _ret, *_args):
-        if before:
-            started[name] = time.perf_counter()
-        else:
-            spent[name] = spent.get(name, 0.0) + time.perf_counter() - started[name]
-        return 0  # VMInstrumentReturnKind.NO_OP
-
-    vm.set_instrument(instrument)
-    vm["main"](*args)
-    return {name: secs for name, secs in spent.items() if not name.startswith("vm.")}  # kernels, not VM builtins
 
 
 if __name__ == "__main__":

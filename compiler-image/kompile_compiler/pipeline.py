@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,7 @@ from kompile.api.compilationjob import Artifact
 from kompile.api.compiledmodel import Latency
 from kompile.api.result import CompilerJob, CompilerResult
 from kompile.storage import ObjectStore, StorageError
-from kompile_compiler import autocast, frontends, packaging, targets, trees, tuning
+from kompile_compiler import autocast, frontends, packaging, profile, targets, trees, tuning
 from kompile_compiler.frontends.onnx import datatype
 from kompile_compiler.report import CompileError
 from kompile_compiler.source import fetch, locate, sha256_file
@@ -82,14 +82,11 @@ def compile_model(
     sample_data_uri: str | None = None,
     trials: int = 0,
     max_trials_per_task: int | None = None,
-    tune_kernels: tuple[str, ...] = (),
     tuning_cache: str | None = None,
     uncompiled: bool = False,
 ) -> tuple[CompilerResult, dict]:
     """Compile a model into an artifact; `uncompiled` packages the ONNX model as it is instead,
-    checked and measured the same way, for onnxruntime in the serving pod (a baseline).
-    `tune_kernels` narrows tuning to the kernels whose names contain one of them (bench/tune.py
-    spends a budget on the kernels that take the time)."""
+    checked and measured the same way, for onnxruntime in the serving pod (a baseline)."""
     try:
         declared = parse_data_input_config(data_input_config, framework)
     except DataInputConfigError as err:
@@ -128,11 +125,7 @@ def compile_model(
         backend=target.backend.value,
         precision=precision.value,
         optLevel=opt_level,
-        tuning={
-            "trials": trials,
-            "maxTrialsPerTask": max_trials_per_task,
-            **({"kernels": list(tune_kernels)} if tune_kernels else {}),
-        },
+        tuning={"trials": trials, "maxTrialsPerTask": max_trials_per_task},
         compiler=versions,
         **({"uncompiled": True} if uncompiled else {}),
     )
@@ -156,7 +149,9 @@ def compile_model(
             trees.build(imported.mod, library, target, threads)
     else:
         cache = tuning.RecordCache(tuning_cache, store) if tuning_cache else None
-        plan = TuningPlan(workdir / "tuning", trials, max_trials_per_task, cache, threads, key, tune_kernels)
+        plan = TuningPlan(workdir / "tuning", trials, max_trials_per_task, cache, threads, key)
+        if trials:
+            plan.kernels = _heaviest(imported, target, precision, opt_level, plan, workdir / "profile", progress)
         schedules = _compile_tvm(imported.mod, library, target, precision, opt_level, plan, progress)
     compile_seconds = time.perf_counter() - started
 
@@ -253,7 +248,7 @@ class TuningPlan:
     cache: tuning.RecordCache | None
     threads: int
     name: str  # this compile's bundle name in the shared cache
-    kernels: tuple[str, ...] = ()  # tune only these (by name); empty: all
+    kernels: tuple[str, ...] = ()  # tune only these (by name); empty: every kernel
 
 
 def _compile_tvm(mod, library: Path, target: targets.CompileTarget, precision, opt_level, plan: TuningPlan, progress):
@@ -289,6 +284,24 @@ def _compile_tvm(mod, library: Path, target: targets.CompileTarget, precision, o
     with step(progress, f"exporting {library.name}"):
         _export(executable, library, target)
     return report
+
+
+def _heaviest(imported, target, precision, opt_level, plan: TuningPlan, folder: Path, progress) -> tuple[str, ...]:
+    """The kernels that take the most time in the model as compiled with the records there are:
+    where a budget too small for every kernel buys the most (none: tune them all)."""
+    count = tuning.kernels_to_tune(plan.trials, plan.max_trials_per_task)
+    library = folder / packaging.LIBRARY
+    folder.mkdir(parents=True, exist_ok=True)
+    untuned = replace(plan, work_dir=folder / "tuning", trials=0, kernels=())
+    with step(progress, f"timing every kernel, to tune the {count} that take the most time"):
+        _compile_tvm(imported.mod, library, target, precision, opt_level, untuned, lambda _: None)
+        times = profile.kernel_times(library, sample_inputs(imported.inputs), imported.inputs)
+    if count >= len(times):
+        return ()  # the budget reaches every kernel
+    chosen = tuple(sorted(times, key=times.get, reverse=True)[:count])
+    share = sum(times[k] for k in chosen) / max(sum(times.values()), 1e-12)
+    progress(f"tuning {', '.join(chosen)}: {share:.0%} of {sum(times.values()) * 1000:.1f} ms")
+    return chosen
 
 
 def _publish(plan: TuningPlan, key: str, progress) -> str | None:

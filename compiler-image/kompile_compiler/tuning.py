@@ -21,7 +21,7 @@ import re
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from kompile.storage import ObjectStore, S3Location, StorageError
@@ -32,6 +32,7 @@ WORKLOADS = "database_workload.json"
 RECORDS = "database_tuning_record.json"
 BUILD_TIMEOUT = 60.0  # seconds per candidate; a fresh builder worker spends ~5 s importing TVM
 FAILED_RUN = 1e9  # MetaSchedule records a failed measurement as a huge run time
+ROUND = 64  # MetaSchedule's trials per search round of one kernel (its num_trials_per_iter)
 GATHERED = "gathered.json"  # which records in a work dir came from elsewhere (never republished)
 
 Progress = Callable[[str], None]
@@ -58,6 +59,7 @@ class Report:
     trials: int = 0
     tune_seconds: float = 0.0
     published: str | None = None
+    tuned_kernels: list[str] = field(default_factory=list)  # empty: every kernel was a candidate
 
     def wire(self) -> dict:
         body = {
@@ -70,6 +72,8 @@ class Report:
         }
         if self.published:
             body["published"] = self.published
+        if self.tuned_kernels:
+            body["tunedKernels"] = self.tuned_kernels
         return body
 
 
@@ -174,8 +178,8 @@ def bundle(work_dir: Path, key: str) -> bytes:
 
 
 def schedule(mod, target, work_dir: Path, trials: int, max_trials_per_task: int | None, progress: Progress, kernels=()):
-    """Fuse and legalize `mod`, tune it when `trials` > 0 (only the kernels whose names contain
-    one of `kernels`, when given), apply the database, dlight the rest.
+    """Fuse and legalize `mod`, tune it when `trials` > 0 (only the kernels named in `kernels`,
+    when given), apply the database, dlight the rest.
 
     Returns the scheduled module (for `tvm.compile`) and the kernel counts for the report.
     """
@@ -185,7 +189,7 @@ def schedule(mod, target, work_dir: Path, trials: int, max_trials_per_task: int 
     from tvm.s_tir import dlight as dl
     from tvm.s_tir import meta_schedule as ms
 
-    report = Report(trials=trials)
+    report = Report(trials=trials, tuned_kernels=list(kernels))
     database = ms.database.JSONDatabase(work_dir=str(work_dir))
     report.records_available = len(database)
     with target:
@@ -200,22 +204,7 @@ def schedule(mod, target, work_dir: Path, trials: int, max_trials_per_task: int 
     if trials > 0:
         started = time.perf_counter()
         logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
-        # Unset, MetaSchedule lets the first kernels take the whole budget; spread it instead.
-        per_task = max_trials_per_task or max(1, math.ceil(trials / max(1, len(kernels) or report.kernels)))
-        per_iteration = min(64, per_task)
-        ms.relax_integration.tune_relax(
-            mod,
-            params={},
-            target=target,
-            work_dir=str(work_dir),
-            max_trials_global=trials,
-            max_trials_per_task=per_task,
-            op_names=list(kernels) or None,
-            num_trials_per_iter=per_iteration,
-            database=database,
-            builder=ms.builder.LocalBuilder(f_build=_build_candidate, timeout_sec=BUILD_TIMEOUT),
-            measure_callbacks=[*ms.MeasureCallback.create("default"), _progress_callback(trials, progress)],
-        )
+        _tune(mod, target, work_dir, trials, trials_per_kernel(max_trials_per_task), set(kernels), database, progress)
         report.tune_seconds = time.perf_counter() - started
     with target, database:
         tuned = relax.transform.MetaScheduleApplyDatabase()(mod)
@@ -225,6 +214,42 @@ def schedule(mod, target, work_dir: Path, trials: int, max_trials_per_task: int 
     with target:
         mod = dl.ApplyDefaultSchedule(dl.cpu.GEMV(), dl.cpu.Reduction())(mod)
     return mod, report
+
+
+def trials_per_kernel(max_trials_per_task: int | None) -> int:
+    return max_trials_per_task or ROUND
+
+
+def kernels_to_tune(trials: int, max_trials_per_task: int | None) -> int:
+    """How many kernels a budget tunes: MetaSchedule gives each kernel a first round of up to
+    ROUND trials before it favours any, so a budget smaller than that times the kernels never
+    gets past the first ones; a compile spends it on this many kernels instead."""
+    return max(1, math.ceil(trials / min(ROUND, trials_per_kernel(max_trials_per_task))))
+
+
+def _tune(mod, target, work_dir: Path, trials: int, per_task: int, kernels: set[str], database, progress) -> None:
+    """MetaSchedule's tune_relax, with the tasks picked by exact kernel name."""
+    from tvm.s_tir import meta_schedule as ms
+
+    # MetaSchedule's logging setup names every handler already on its logger in a dictConfig,
+    # and fails on one without a name ('NoneType' object has no attribute 'format'); pytest's
+    # log capture leaves such handlers there after a first tuning run in the same process.
+    meta_logger = logging.getLogger("tvm.s_tir.meta_schedule")
+    for handler in [h for h in meta_logger.handlers if h.get_name() is None]:
+        meta_logger.removeHandler(handler)
+    tasks = [t for t in ms.relax_integration.extract_tasks(mod, target) if not kernels or t.task_name in kernels]
+    contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(tasks, work_dir=str(work_dir))
+    ms.tune_tasks(
+        tasks=contexts,
+        task_weights=weights,
+        work_dir=str(work_dir),
+        max_trials_global=trials,
+        max_trials_per_task=per_task,
+        num_trials_per_iter=min(ROUND, per_task),
+        database=database,
+        builder=ms.builder.LocalBuilder(f_build=_build_candidate, timeout_sec=BUILD_TIMEOUT),
+        measure_callbacks=[*ms.MeasureCallback.create("default"), _progress_callback(trials, progress)],
+    )
 
 
 def _build_candidate(mod, target, _params):

@@ -239,7 +239,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     comp.add_argument("--upload", metavar="S3_PREFIX", help="also upload the artifact there (manifest last)")
     comp.add_argument("--trials", type=int, default=0, help="MetaSchedule tuning trials (0: records and rules only)")
-    comp.add_argument("--max-trials-per-task", type=int, help="tuning trials per kernel (default: --trials)")
+    comp.add_argument(
+        "--max-trials-per-task",
+        type=int,
+        help="tuning trials per kernel (default 64); a budget too small for every kernel goes to the slowest ones",
+    )
     comp.add_argument(
         "--tuning-cache",
         default=os.environ.get("KOMPILE_TUNING_CACHE"),

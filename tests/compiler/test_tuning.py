@@ -109,13 +109,22 @@ def test_tuning_is_refused_where_it_cannot_measure(dense, tmp_path, target, fram
     assert err.value.reason == "UnsupportedTuning"
 
 
-def test_tuning_can_be_narrowed_to_named_kernels(tmp_path):
-    """What bench/tune.py --heaviest uses: only the kernels named are tuned, the rest get the rules."""
+def test_a_small_budget_goes_to_the_kernel_that_takes_the_time(tmp_path):
+    """8 trials of 8 per kernel cover one of the perceptron's two kernels: the compile times both
+    (as compiled with the records there are) and tunes the slower one only."""
     from tests.compiler.test_compile_onnx import mlp
 
     model = mlp(tmp_path / "mlp.onnx", batch=4)  # two kernels: matmul+relu fused, and a matmul
+    messages: list[str] = []
     _, manifest = compile_onnx(
-        model, {"features": [4, 16]}, tmp_path / "work", trials=8, max_trials_per_task=8, tune_kernels=("relu",)
+        model, {"features": [4, 16]}, tmp_path / "work", trials=8, max_trials_per_task=8, progress=messages.append
     )
     report = manifest["tuning"]
     assert (report["kernels"], report["kernelsFromRecords"]) == (2, 1), report
+    assert len(report["tunedKernels"]) == 1 and "matmul" in report["tunedKernels"][0]
+    assert any(m.startswith(f"tuning {report['tunedKernels'][0]}: ") for m in messages), messages
+
+
+def test_how_many_kernels_a_budget_tunes():
+    assert tuning.kernels_to_tune(8, 8) == 1 and tuning.kernels_to_tune(512, None) == 8
+    assert tuning.kernels_to_tune(100, 200) == 2  # a round is at most 64 trials

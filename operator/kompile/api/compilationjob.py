@@ -115,9 +115,15 @@ class StoppingCondition(KModel):
 class Tuning(KModel):
     """MetaSchedule auto-tuning."""
 
-    trials: int = Field(0, ge=0, le=100000, description="Total tuning trials; 0 compiles without tuning.")
+    trials: int = Field(
+        0,
+        ge=0,
+        le=100000,
+        description="Total tuning trials; 0 compiles without tuning. A budget too small for every kernel goes to "
+        "the kernels that take the most time in the model as compiled with the records there are.",
+    )
     max_trials_per_task: int | None = Field(
-        None, ge=1, le=10000, description="Trials per kernel; by default the trials are spread evenly over the kernels."
+        None, ge=1, le=10000, description="Trials per kernel (default 64, one MetaSchedule search round)."
     )
 
 
