@@ -292,7 +292,7 @@ def _heaviest(imported, target, precision, opt_level, plan: TuningPlan, folder: 
     count = tuning.kernels_to_tune(plan.trials, plan.max_trials_per_task)
     library = folder / packaging.LIBRARY
     folder.mkdir(parents=True, exist_ok=True)
-    untuned = replace(plan, work_dir=folder / "tuning", trials=0, kernels=())
+    untuned = replace(plan, trials=0, kernels=())  # the same work dir: its records are gathered once
     with step(progress, f"timing every kernel, to tune the {count} that take the most time"):
         _compile_tvm(imported.mod, library, target, precision, opt_level, untuned, lambda _: None)
         times = profile.kernel_times(library, sample_inputs(imported.inputs), imported.inputs)

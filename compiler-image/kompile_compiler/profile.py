@@ -26,7 +26,7 @@ def kernel_times(library: Path, feed: dict[str, np.ndarray], inputs: list[Tensor
             started[name] = time.perf_counter()
         else:
             spent[name] = spent.get(name, 0.0) + time.perf_counter() - started[name]
-        return 0  # relax.VMInstrumentReturnKind.NO_OP: carry on
+        return relax.VMInstrumentReturnKind.NO_OP  # carry on with the call
 
     vm.set_instrument(instrument)
     vm["main"](*args)

@@ -109,6 +109,10 @@ def gather(work_dir: Path, key: str, cache: RecordCache | None, progress: Progre
     """Merge the shipped and the cached records for `key` into the database in `work_dir`."""
     from tvm.s_tir import meta_schedule as ms
 
+    if (work_dir / GATHERED).exists():
+        # Gathered already, by the compile that timed the kernels before tuning: merging the
+        # same bundles again would read the cache twice and store every record twice.
+        return len(ms.database.JSONDatabase(work_dir=str(work_dir)))
     sources = [p.read_bytes() for p in sorted((SHIPPED / key).glob("*.json"))]
     if cache is not None:
         try:
@@ -203,7 +207,6 @@ def schedule(mod, target, work_dir: Path, trials: int, max_trials_per_task: int 
     report.kernels = len(_kernels(mod))
     if trials > 0:
         started = time.perf_counter()
-        logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
         _tune(mod, target, work_dir, trials, trials_per_kernel(max_trials_per_task), set(kernels), database, progress)
         report.tune_seconds = time.perf_counter() - started
     with target, database:
@@ -235,6 +238,7 @@ def _tune(mod, target, work_dir: Path, trials: int, per_task: int, kernels: set[
     # and fails on one without a name ('NoneType' object has no attribute 'format'); pytest's
     # log capture leaves such handlers there after a first tuning run in the same process.
     meta_logger = logging.getLogger("tvm.s_tir.meta_schedule")
+    meta_logger.setLevel(logging.WARNING)
     for handler in [h for h in meta_logger.handlers if h.get_name() is None]:
         meta_logger.removeHandler(handler)
     tasks = [t for t in ms.relax_integration.extract_tasks(mod, target) if not kernels or t.task_name in kernels]
