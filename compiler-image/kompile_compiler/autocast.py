@@ -14,6 +14,7 @@ from __future__ import annotations
 import inspect
 
 from kompile.api import Precision
+from kompile_compiler import rewrites
 
 # The operators Neuron's "matmult" auto-cast covers: every op that multiplies and accumulates.
 MATMULT = ("relax.matmul", "relax.nn.conv1d", "relax.nn.conv2d", "relax.nn.conv3d")
@@ -32,7 +33,7 @@ def apply(mod, precision: Precision):
 
 def _bf16_matmult(mod):
     from tvm import relax
-    from tvm.relax.dpl import is_op, rewrite_call, wildcard
+    from tvm.relax.dpl import is_op, wildcard
 
     # Only float32 operands match, so a rewritten call (bfloat16 operands) is never matched again.
     patterns = [is_op(name)(wildcard().has_dtype("float32"), wildcard().has_dtype("float32")) for name in MATMULT]
@@ -45,10 +46,4 @@ def _bf16_matmult(mod):
         attrs = {name: getattr(call.attrs, name) for name in names if name != "out_dtype"}
         return make(*operands, **attrs, out_dtype="float32")
 
-    @relax.transform.function_pass(opt_level=0, name="BF16MatmultAutoCast")
-    def autocast(func, _mod, _ctx):
-        for pattern in patterns:
-            func = rewrite_call(pattern, cast, func)
-        return func
-
-    return autocast(mod)
+    return rewrites.by_patterns("BF16MatmultAutoCast", [(pattern, cast) for pattern in patterns], mod)

@@ -1,5 +1,7 @@
 """Schedules for CPU kernels: tuning records, MetaSchedule tuning, and dlight for the rest.
 
+Convolutions are put in NHWC first (`layout`), so every record is for an NHWC kernel.
+
 TVM's default CPU pipeline leaves every kernel a plain loop nest (50-100x slower than
 onnxruntime), so every CPU compile comes through here. Records come from three places, best
 first: this compile's own tuning (`tuning.trials`), the shared cache (an s3:// prefix or a
@@ -25,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kompile.storage import ObjectStore, S3Location, StorageError
+from kompile_compiler import layout
 
 SHIPPED = Path(__file__).parent / "records"
 FORMAT = "kompile.dev/tuning-records/v1"
@@ -196,6 +199,7 @@ def schedule(mod, target, work_dir: Path, trials: int, max_trials_per_task: int 
     report = Report(trials=trials, tuned_kernels=list(kernels))
     database = ms.database.JSONDatabase(work_dir=str(work_dir))
     report.records_available = len(database)
+    mod = layout.for_cpu(mod)
     with target:
         mod = tvm.transform.Sequential(
             [
