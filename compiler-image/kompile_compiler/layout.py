@@ -20,9 +20,6 @@ def for_cpu(mod):
     axis, not the constants it decomposes into) with its convolutions in NHWC."""
     from tvm import relax
 
-    if "R.nn.conv2d(" not in mod.script(show_meta=False):
-        # Nothing to lay out: the module stays exactly as imported, so records tuned for it match.
-        return mod
     return relax.transform.ConvertLayout(CPU_LAYOUTS)(full_rank_constants(sums_as_adds(without_dropout(mod))))
 
 
@@ -70,37 +67,32 @@ def without_dropout(mod):
 
 
 def sums_as_adds(mod):
-    """ONNX's Sum (a residual connection in ResNets) imports as `sum(stack(inputs), axis=0)`: a
-    copy of every input into a new leading axis, which no layout can be inferred for. Adding
-    the inputs pairwise is the same sum, fuses into the producing convolution, and copies
-    nothing."""
-    import tvm_ffi
+    """ONNX's Sum (a residual connection in ResNets) imports as `sum(stack(broadcast_to(x1),
+    broadcast_to(x2), ...), axis=0)`: a copy of every input into a new leading axis, which no
+    layout can be inferred for. Adding the inputs pairwise is the same sum (add broadcasts them
+    the same way), fuses into the producing convolution, and copies nothing. Only the
+    broadcasts the Sum made go: a model's other ops keep the kernels their records were tuned on."""
     from tvm import relax
-    from tvm.relax.dpl import is_op, wildcard
+    from tvm.relax.dpl import is_op, is_tuple, wildcard
 
-    stack = is_op("relax.stack")(wildcard())
-    pattern = is_op("relax.sum")(stack)
-    broadcast = is_op("relax.broadcast_to")(wildcard(), wildcard())
+    sizes = {len(c.args[0].fields) for c in rewrites.calls(mod, "relax.stack") if isinstance(c.args[0], relax.Tuple)}
 
-    def unbroadcast(call, _matches):
-        # The importer broadcasts every input to the common shape first; most already have it.
-        source, shape = call.args[0], call.ty.shape
-        same = shape is not None and tvm_ffi.structural_equal(source.ty.shape, shape)
-        return source if same else call
+    def rule(size):
+        inputs = [is_op("relax.broadcast_to")(wildcard(), wildcard()) for _ in range(size)]
+        stack = is_op("relax.stack")(is_tuple(inputs))
 
-    def pairwise(call, matches):
-        stacked = matches[stack]
-        parts = stacked.args[0]
-        if (
-            not isinstance(parts, relax.Tuple)
-            or int(stacked.attrs.axis) != 0
-            or [int(a) for a in call.attrs.axis or []] != [0]
-            or call.attrs.keepdims
-        ):
-            return call
-        total = parts.fields[0]
-        for part in parts.fields[1:]:
-            total = relax.op.add(total, part)
-        return total
+        def pairwise(call, matches):
+            if (
+                int(matches[stack].attrs.axis) != 0
+                or [int(a) for a in call.attrs.axis or []] != [0]
+                or call.attrs.keepdims
+            ):
+                return call
+            total, *rest = (matches[i].args[0] for i in inputs)
+            for part in rest:
+                total = relax.op.add(total, part)
+            return total
 
-    return rewrites.by_patterns("SumsAsAdds", [(pattern, pairwise), (broadcast, unbroadcast)], mod)
+        return is_op("relax.sum")(stack), pairwise
+
+    return rewrites.by_patterns("SumsAsAdds", [rule(size) for size in sorted(sizes)], mod)

@@ -150,9 +150,10 @@ def compile_model(
     else:
         cache = tuning.RecordCache(tuning_cache, store) if tuning_cache else None
         plan = TuningPlan(workdir / "tuning", trials, max_trials_per_task, cache, threads, key)
+        mod = _prepare(imported.mod, target, precision, threads, progress)
         if trials:
-            plan.kernels = _heaviest(imported, target, precision, opt_level, plan, workdir / "profile", progress)
-        schedules = _compile_tvm(imported.mod, library, target, precision, opt_level, plan, progress)
+            plan.kernels = _heaviest(mod, imported, target, opt_level, plan, workdir / "profile", progress)
+        schedules = _compile_tvm(mod, library, target, opt_level, plan, progress)
     compile_seconds = time.perf_counter() - started
 
     if sample_path is not None:
@@ -251,16 +252,43 @@ class TuningPlan:
     kernels: tuple[str, ...] = ()  # tune only these (by name); empty: every kernel
 
 
-def _compile_tvm(mod, library: Path, target: targets.CompileTarget, precision, opt_level, plan: TuningPlan, progress):
+@contextmanager
+def _tvm_errors():
+    """TVM raises its own error kinds for code it cannot compile; the user reads them as a CompileError."""
+    try:
+        yield
+    except CompileError:
+        raise
+    except Exception as err:  # noqa: BLE001
+        raise CompileError("CompilationFailed", f"TVM: {str(err).strip().splitlines()[-1]}") from None
+
+
+def _tvm_target(target: targets.CompileTarget, threads: int):
+    import tvm
+
+    # MetaSchedule sizes its parallel loops by num-cores; the pod's CPU count is the honest figure.
+    return tvm.target.Target({"num-cores": threads, **target.tvm} if tuning.tunable(target.tvm) else target.tvm)
+
+
+def _prepare(mod, target: targets.CompileTarget, precision, threads: int, progress):
+    """The module every build of this compile starts from: cast to `precision`, and for a CPU
+    target laid out and fused the way the tuning records expect (once: it is slow on big networks)."""
+    with _tvm_errors():
+        mod = autocast.apply(mod, precision)
+        if tuning.tunable(target.tvm):
+            with step(progress, "laying out and fusing"):
+                mod = tuning.prepare(mod, _tvm_target(target, threads))
+    return mod
+
+
+def _compile_tvm(mod, library: Path, target: targets.CompileTarget, opt_level, plan: TuningPlan, progress):
+    """`mod` (from `_prepare`) scheduled, built and exported to `library`."""
     import tvm
 
     report = None
-    schedule = tuning.tunable(target.tvm)
-    # MetaSchedule sizes its parallel loops by num-cores; the pod's CPU count is the honest figure.
-    tvm_target = tvm.target.Target({"num-cores": plan.threads, **target.tvm} if schedule else target.tvm)
-    try:
-        mod = autocast.apply(mod, precision)
-        if schedule:
+    tvm_target = _tvm_target(target, plan.threads)
+    with _tvm_errors():
+        if tuning.tunable(target.tvm):
             key = tuning.target_key(target.tvm)
             plan.work_dir.mkdir(parents=True, exist_ok=True)
             with step(progress, f"loading tuning records for {key}"):
@@ -277,16 +305,12 @@ def _compile_tvm(mod, library: Path, target: targets.CompileTarget, precision, o
         with step(progress, f"compiling for {target.name} ({target.tvm})"):
             with tvm.transform.PassContext(opt_level=opt_level):
                 executable = tvm.compile(mod, target=tvm_target)
-    except CompileError:
-        raise
-    except Exception as err:  # noqa: BLE001 - TVM raises its own error kinds for unsupported code
-        raise CompileError("CompilationFailed", f"TVM: {str(err).strip().splitlines()[-1]}") from None
     with step(progress, f"exporting {library.name}"):
         _export(executable, library, target)
     return report
 
 
-def _heaviest(imported, target, precision, opt_level, plan: TuningPlan, folder: Path, progress) -> tuple[str, ...]:
+def _heaviest(mod, imported, target, opt_level, plan: TuningPlan, folder: Path, progress) -> tuple[str, ...]:
     """The kernels that take the most time in the model as compiled with the records there are:
     where a budget too small for every kernel buys the most (none: tune them all)."""
     count = tuning.kernels_to_tune(plan.trials, plan.max_trials_per_task)
@@ -294,7 +318,7 @@ def _heaviest(imported, target, precision, opt_level, plan: TuningPlan, folder: 
     folder.mkdir(parents=True, exist_ok=True)
     untuned = replace(plan, trials=0, kernels=())  # the same work dir: its records are gathered once
     with step(progress, f"timing every kernel, to tune the {count} that take the most time"):
-        _compile_tvm(imported.mod, library, target, precision, opt_level, untuned, lambda _: None)
+        _compile_tvm(mod, library, target, opt_level, untuned, lambda _: None)
         times = profile.kernel_times(library, sample_inputs(imported.inputs), imported.inputs)
     if count >= len(times):
         return ()  # the budget reaches every kernel

@@ -16,3 +16,21 @@ def by_patterns(name: str, rules, mod):
         return func
 
     return rewrite(mod)
+
+
+def calls(mod, op_name: str) -> list:
+    """Every Relax call of the operator `op_name` in `mod`'s functions, found by walking them."""
+    import tvm
+    from tvm import relax
+
+    op = tvm.ir.Op.get(op_name)
+    found = []
+
+    def visit(expr):
+        if isinstance(expr, relax.Call) and expr.op.same_as(op):
+            found.append(expr)
+
+    for func in mod.functions.values():
+        if isinstance(func, relax.Function):
+            relax.analysis.post_order_visit(func, visit)
+    return found

@@ -184,13 +184,30 @@ def bundle(work_dir: Path, key: str) -> bytes:
     return json.dumps(body).encode()
 
 
+def prepare(mod, target):
+    """`mod` laid out for the CPU, its batch norms decomposed, fused and legalized: the kernels
+    MetaSchedule's records are keyed on. Slow on a big network (DenseNet-121: ~50 s on 2 cores,
+    mostly constant folding), so a compile does it once, for kernel timing and the final build."""
+    import tvm
+    from tvm import relax
+
+    mod = layout.for_cpu(mod)
+    with target:
+        return tvm.transform.Sequential(
+            [
+                relax.transform.DecomposeOpsForInference(),
+                relax.transform.CanonicalizeBindings(),
+                relax.pipeline.zero_pipeline(),
+            ]
+        )(mod)
+
+
 def schedule(mod, target, work_dir: Path, trials: int, max_trials_per_task: int | None, progress: Progress, kernels=()):
-    """Fuse and legalize `mod`, tune it when `trials` > 0 (only the kernels named in `kernels`,
-    when given), apply the database, dlight the rest.
+    """Tune `mod` (from `prepare`) when `trials` > 0 (only the kernels named in `kernels`, when
+    given), apply the database, dlight the rest.
 
     Returns the scheduled module (for `tvm.compile`) and the kernel counts for the report.
     """
-    import tvm
     import tvm_ffi
     from tvm import relax
     from tvm.s_tir import dlight as dl
@@ -199,15 +216,6 @@ def schedule(mod, target, work_dir: Path, trials: int, max_trials_per_task: int 
     report = Report(trials=trials, tuned_kernels=list(kernels))
     database = ms.database.JSONDatabase(work_dir=str(work_dir))
     report.records_available = len(database)
-    mod = layout.for_cpu(mod)
-    with target:
-        mod = tvm.transform.Sequential(
-            [
-                relax.transform.DecomposeOpsForInference(),
-                relax.transform.CanonicalizeBindings(),
-                relax.pipeline.zero_pipeline(),
-            ]
-        )(mod)
     report.kernels = len(_kernels(mod))
     if trials > 0:
         started = time.perf_counter()
