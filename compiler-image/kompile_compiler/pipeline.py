@@ -292,8 +292,8 @@ def _compile_tvm(mod, library: Path, target: targets.CompileTarget, opt_level, p
             key = tuning.target_key(target.tvm)
             plan.work_dir.mkdir(parents=True, exist_ok=True)
             with step(progress, f"loading tuning records for {key}"):
-                found = tuning.gather(plan.work_dir, key, plan.cache, progress)
-                progress(f"{found} records")
+                found = tuning.gather(plan.work_dir, key, plan.cache, progress, tuning.workloads(mod))
+                progress(f"{found} records for this model's kernels")
             what = f"tuning ({plan.trials} trials) and scheduling" if plan.trials else "scheduling"
             with step(progress, what):
                 mod, report = tuning.schedule(

@@ -108,8 +108,11 @@ class RecordCache:
         return str(path)
 
 
-def gather(work_dir: Path, key: str, cache: RecordCache | None, progress: Progress) -> int:
-    """Merge the shipped and the cached records for `key` into the database in `work_dir`."""
+def gather(
+    work_dir: Path, key: str, cache: RecordCache | None, progress: Progress, wanted: set[str] | None = None
+) -> int:
+    """Merge the shipped and the cached records for `key` into the database in `work_dir`:
+    only those for the workloads in `wanted` (from `workloads`; None: all)."""
     from tvm.s_tir import meta_schedule as ms
 
     if (work_dir / GATHERED).exists():
@@ -126,12 +129,40 @@ def gather(work_dir: Path, key: str, cache: RecordCache | None, progress: Progre
     database = ms.database.JSONDatabase(work_dir=str(work_dir))
     for data in sources:
         try:
-            _merge(json.loads(data), database)
+            _merge(_only(json.loads(data), wanted), database)
         except Exception as err:  # noqa: BLE001 - a damaged bundle is skipped, never fatal
             progress(f"skipped a damaged tuning record bundle: {str(err)[:200]}")
     records = database.get_all_tuning_records()
     (work_dir / GATHERED).write_text(json.dumps(sorted({_identity(rec) for rec in records})))
     return len(records)
+
+
+def workloads(mod) -> set[str]:
+    """The keys MetaSchedule files the kernels of `mod` under (their structural hashes, as a
+    bundle's workload lines begin with them)."""
+    import tvm
+    import tvm_ffi
+
+    normalize = tvm.get_global_func("tvm.s_tir.meta_schedule.normalize_mod")
+    return {str(tvm_ffi.structural_hash(normalize(f))) for _, f in _kernels(mod)}
+
+
+def _only(bundle: dict, wanted: set[str] | None) -> dict:
+    """`bundle` less the workloads not in `wanted`, and their records. Every model's records for
+    a target share one folder (22 MB for four networks); loading them all into the database cost a
+    compile more than a second, most of what a compile with records took over one without."""
+    if wanted is None:
+        return bundle
+    index = {}
+    for i, line in enumerate(bundle["workloads"]):
+        if json.loads(line)[0] in wanted:
+            index[i] = len(index)
+    records = []
+    for line in bundle["records"]:
+        workload, rest = json.loads(line)
+        if workload in index:
+            records.append(json.dumps([index[workload], rest]))
+    return {**bundle, "workloads": [bundle["workloads"][i] for i in index], "records": records}
 
 
 def _identity(rec) -> str:

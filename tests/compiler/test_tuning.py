@@ -65,6 +65,24 @@ def test_a_bundle_never_carries_the_records_it_was_given(tuned, s3, tmp_path):
     assert json.loads(tuning.bundle(tmp_path, key))["records"] == []
 
 
+def test_a_compile_loads_only_the_records_of_its_own_kernels(tmp_path):
+    # The shipped records of every model share a folder; a compile needs a few of them.
+    import tvm_ffi
+    from tvm.s_tir import meta_schedule as ms
+
+    key = "llvm-x86_64-linux-gnu-core-avx2"
+    bundle = json.loads(sorted((tuning.SHIPPED / key).glob("*.json"))[0].read_bytes())
+    wanted = json.loads(bundle["workloads"][0])[0]
+    for name in ("all", "none", "one"):
+        (tmp_path / name).mkdir()
+    everything = tuning.gather(tmp_path / "all", key, None, print)
+    assert tuning.gather(tmp_path / "none", key, None, print, wanted=set()) == 0
+    found = tuning.gather(tmp_path / "one", key, None, print, wanted={wanted})
+    records = ms.database.JSONDatabase(work_dir=str(tmp_path / "one")).get_all_tuning_records()
+    assert 1 <= found < everything and len(records) == found
+    assert {str(tvm_ffi.structural_hash(r.workload.mod)) for r in records} == {wanted}
+
+
 def test_without_a_cache_the_kernels_fall_back_to_the_rules(tuned, dense, tmp_path):
     _, manifest = compile_onnx(dense, {"x": [4, 64]}, tmp_path)
     assert manifest["tuning"]["kernelsFromRecords"] == 0
