@@ -1,0 +1,83 @@
+"""Where a compiled model's time goes, kernel by kernel, and the rate each kernel reaches.
+
+    PYTHONPATH=. .venv/bin/python bench/kernels.py resnet50 [--target x86-avx2] [--top 20] [--runs 5]
+
+Compiles the model with the shipped records, as a compile pod would, runs it `--runs` times
+under the Relax VM's instrument hook, and prints for each kernel: calls per inference, its
+milliseconds (median over the runs), its share of the total, the GFLOPS it reaches (FLOPs from
+TVM's own estimate on the kernel as laid out and fused for tuning) and whether a tuning record
+scheduled it. A kernel with a large share and a low rate is the next one to tune; one without a
+record usually means a change to the layout or the rewrites renamed its workload. Figures, never
+assertions: on a shared 2-core VM one kernel's time varies by a third between runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from bench.cases import NAMES, case
+from bench.compile import kompile
+from bench.tune import catalog_target
+from kompile.api import Precision, parse_data_input_config
+from kompile_compiler import frontends, packaging, profile, tuning
+from kompile_compiler.pipeline import _prepare
+from kompile_compiler.validation import sample_inputs
+
+
+def rates(mod) -> tuple[dict[str, float], dict[str, str]]:
+    """FLOPs and MetaSchedule workload key of every kernel of `mod`, by name."""
+    import tvm
+    import tvm_ffi
+    from tvm.s_tir.analysis import estimate_tir_flops
+
+    normalize = tvm.get_global_func("tvm.s_tir.meta_schedule.normalize_mod")
+    flops, keys = {}, {}
+    for gv, func in tuning._kernels(mod):
+        flops[gv.name_hint] = float(estimate_tir_flops(func.body))
+        keys[gv.name_hint] = str(tvm_ffi.structural_hash(normalize(func)))
+    return flops, keys
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("model", choices=NAMES)
+    parser.add_argument("--target", default="x86-avx2")
+    parser.add_argument("--precision", type=Precision, default=Precision.FP32, choices=list(Precision))
+    parser.add_argument("--top", type=int, default=25, help="kernels to list, by time")
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    threads = os.cpu_count() or 1
+    os.environ["TVM_NUM_THREADS"] = str(threads)
+    target = catalog_target(args.target)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        framework, path, inputs = case(args.model, folder)
+        build = folder / "build"
+        manifest = kompile(framework, path, inputs, target, build, records=True, precision=args.precision)
+        imported = frontends.load(framework, path, parse_data_input_config(inputs, framework), threads)
+        flops, keys = rates(_prepare(imported.mod, target, args.precision, threads, lambda _: None))
+        recorded = {json.loads(line)[0] for line in (build / "tuning" / tuning.WORKLOADS).read_text().splitlines()}
+        times = profile.kernel_profile(
+            build / "artifact" / packaging.LIBRARY, sample_inputs(imported.inputs), imported.inputs, args.runs
+        )
+    total = sum(k.seconds for k in times.values())
+    t = manifest["tuning"]
+    print(
+        f"# {args.model} {args.precision.value} on {args.target} {target.tvm}, {threads} threads: "
+        f"{total * 1000:.2f} ms in {len(times)} kernels, {t['kernelsFromRecords']}/{t['kernels']} from records"
+    )
+    print("| kernel | calls | ms | share | GFLOPS | record |")
+    print("|---|---|---|---|---|---|")
+    for name in sorted(times, key=lambda n: times[n].seconds, reverse=True)[: args.top]:
+        k = times[name]
+        rate = f"{flops[name] * k.calls / k.seconds / 1e9:.1f}" if flops.get(name) else "-"
+        record = "yes" if keys.get(name) in recorded else "no"
+        print(f"| {name} | {k.calls} | {k.seconds * 1000:.3f} | {k.seconds / total:.1%} | {rate} | {record} |")
+
+
+if __name__ == "__main__":
+    main()
