@@ -1,7 +1,10 @@
 # Shared settings for the hack/ scripts. Sourced, never run.
 # Everything the harness makes lives under KOMPILE_CACHE (build outputs, kept
 # across clusters) and KOMPILE_STATE (one cluster's certs, data, pids, logs).
-set -euo pipefail
+set -Eeuo pipefail
+# set -e ends a script silently; name the command that ended it, so a failed CI run says where.
+# A deliberate `return 1` or `exit 1` is no such failure.
+trap '_failed=$?; case $BASH_COMMAND in return* | exit*) ;; *) log "error: exit $_failed at ${BASH_SOURCE[0]}:${LINENO}: $BASH_COMMAND" ;; esac' ERR
 
 KOMPILE_CACHE="${KOMPILE_CACHE:-$HOME/.cache/kompile}"
 KOMPILE_STATE="${KOMPILE_STATE:-$KOMPILE_CACHE/cluster}"

@@ -164,8 +164,11 @@ start_nodes() {
     _containerd_config "$dir"
     _cni_config "$dir" "$i"
     _kubelet_config "$dir" "$ip"
+    # A containerd killed earlier leaves its socket file behind: wait for an answer, not the file.
+    running "containerd-$name" || as_root rm -f "$dir/containerd.sock"
     start_process "containerd-$name" "$(command -v containerd)" --config "$dir/containerd.toml"
-    wait_for "containerd of $name" 30 test -S "$dir/containerd.sock" || die "containerd of $name did not start"
+    wait_for "containerd of $name" 30 ctr_node "$i" version \
+      || die "containerd of $name did not start (see $LOGS/containerd-$name.log)"
     import_image "$i" "$KOMPILE_CACHE/images/pause.tar" "$PAUSE_IMAGE"
     start_process "kubelet-$name" "$K8S_BIN/kubelet" \
       --kubeconfig "$KOMPILE_STATE/node-$name.kubeconfig" --config "$dir/kubelet.yaml" \
