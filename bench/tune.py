@@ -11,7 +11,8 @@ that target applies without tuning. Prints tuning time and the tuned latency bes
 reference runtime's. Minutes to hours on a small machine: a bench, never a test.
 
 A budget smaller than --per-task times the kernels goes, as in any compile, to the kernels
-that take the most time with the records there are; run it again to tune the next ones.
+where a round saves the most time with the records there are (a kernel without a record
+first); run it again to tune the next ones.
 """
 
 from __future__ import annotations

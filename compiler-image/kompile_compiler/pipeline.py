@@ -311,18 +311,18 @@ def _compile_tvm(mod, library: Path, target: targets.CompileTarget, opt_level, p
 
 
 def _heaviest(mod, imported, target, opt_level, plan: TuningPlan, folder: Path, progress) -> tuple[str, ...]:
-    """The kernels that take the most time in the model as compiled with the records there are:
-    where a budget too small for every kernel buys the most (none: tune them all)."""
+    """The kernels where a budget too small for every kernel buys the most (none: tune them all),
+    from their times in the model as compiled with the records there are."""
     count = tuning.kernels_to_tune(plan.trials, plan.max_trials_per_task)
     library = folder / packaging.LIBRARY
     folder.mkdir(parents=True, exist_ok=True)
     untuned = replace(plan, trials=0, kernels=())  # the same work dir: its records are gathered once
-    with step(progress, f"timing every kernel, to tune the {count} that take the most time"):
-        _compile_tvm(mod, library, target, opt_level, untuned, lambda _: None)
+    with step(progress, f"timing every kernel, to pick the {count} to tune"):
+        report = _compile_tvm(mod, library, target, opt_level, untuned, lambda _: None)
         times = profile.kernel_times(library, sample_inputs(imported.inputs), imported.inputs)
     if count >= len(times):
         return ()  # the budget reaches every kernel
-    chosen = tuple(sorted(times, key=times.get, reverse=True)[:count])
+    chosen = tuning.worth_tuning(times, report.by_records, count)
     share = sum(times[k] for k in chosen) / max(sum(times.values()), 1e-12)
     progress(f"tuning {', '.join(chosen)}: {share:.0%} of {sum(times.values()) * 1000:.1f} ms")
     return chosen

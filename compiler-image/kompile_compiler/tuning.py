@@ -36,6 +36,9 @@ RECORDS = "database_tuning_record.json"
 BUILD_TIMEOUT = 60.0  # seconds per candidate; a fresh builder worker spends ~5 s importing TVM
 FAILED_RUN = 1e9  # MetaSchedule records a failed measurement as a huge run time
 ROUND = 64  # MetaSchedule's trials per search round of one kernel (its num_trials_per_iter)
+# What another round is expected to save of a kernel's time, against a first round: first rounds
+# took rule-scheduled kernels here 3-30x faster, second rounds about a tenth at most (bench/README.md).
+ANOTHER_ROUND = 0.1
 GATHERED = "gathered.json"  # which records in a work dir came from elsewhere (never republished)
 
 Progress = Callable[[str], None]
@@ -63,6 +66,7 @@ class Report:
     tune_seconds: float = 0.0
     published: str | None = None
     tuned_kernels: list[str] = field(default_factory=list)  # empty: every kernel was a candidate
+    by_records: set[str] = field(default_factory=set)  # the kernels a record scheduled (not in the manifest)
 
     def wire(self) -> dict:
         body = {
@@ -255,7 +259,8 @@ def schedule(mod, target, work_dir: Path, trials: int, max_trials_per_task: int 
     with target, database:
         tuned = relax.transform.MetaScheduleApplyDatabase()(mod)
     # A kernel a record covers comes back rewritten by the record's schedule.
-    report.from_records = sum(1 for gv, f in _kernels(tuned) if not tvm_ffi.structural_equal(f, mod[gv.name_hint]))
+    report.by_records = {g.name_hint for g, f in _kernels(tuned) if not tvm_ffi.structural_equal(f, mod[g.name_hint])}
+    report.from_records = len(report.by_records)
     mod = tuned
     with target:
         mod = dl.ApplyDefaultSchedule(dl.cpu.GEMV(), dl.cpu.Reduction())(mod)
@@ -271,6 +276,14 @@ def kernels_to_tune(trials: int, max_trials_per_task: int | None) -> int:
     ROUND trials before it favours any, so a budget smaller than that times the kernels never
     gets past the first ones; a compile spends it on this many kernels instead."""
     return max(1, math.ceil(trials / min(ROUND, trials_per_kernel(max_trials_per_task))))
+
+
+def worth_tuning(seconds: dict[str, float], by_records: set[str], count: int) -> tuple[str, ...]:
+    """The `count` kernels where a round of tuning is expected to save the most time: a kernel
+    with a record already counts ANOTHER_ROUND of its time, so a second round on a large kernel
+    does not keep going before a first round on a smaller one the rules left slow."""
+    expected = {k: t * (ANOTHER_ROUND if k in by_records else 1.0) for k, t in seconds.items()}
+    return tuple(sorted(expected, key=expected.get, reverse=True)[:count])
 
 
 def _tune(mod, target, work_dir: Path, trials: int, per_task: int, kernels: set[str], database, progress) -> None:

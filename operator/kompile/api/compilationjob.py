@@ -120,7 +120,8 @@ class Tuning(KModel):
         ge=0,
         le=100000,
         description="Total tuning trials; 0 compiles without tuning. A budget too small for every kernel goes to "
-        "the kernels that take the most time in the model as compiled with the records there are.",
+        "the kernels where a round saves the most time in the model as compiled with the records there are "
+        "(a first round on a kernel without a record before another round on one with a record).",
     )
     max_trials_per_task: int | None = Field(
         None, ge=1, le=10000, description="Trials per kernel (default 64, one MetaSchedule search round)."
