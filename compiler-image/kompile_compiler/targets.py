@@ -66,11 +66,25 @@ def host_target() -> CompileTarget:
     """The machine this runs on, for local compiles (`kompile compile` without a target)."""
     from tvm.target import codegen
 
-    return CompileTarget(
-        "host",
-        Backend.TVM,
-        {"kind": "llvm", "mtriple": TRIPLES[host_arch()], "mcpu": codegen.llvm_get_system_cpu()},
-    )
+    mcpu = codegen.llvm_get_system_cpu()
+    tvm_target = {"kind": "llvm", "mtriple": TRIPLES[host_arch()], "mcpu": mcpu}
+    # A virtual machine can hide features its CPU model has (AMX on an Emerald Rapids VM): LLVM
+    # names the model, so the features /proc/cpuinfo lacks are switched off.
+    if lacking := _lacking(_isa_features(mcpu)):
+        tvm_target["mattr"] = [f"-{feature}" for feature in lacking]
+    return CompileTarget("host", Backend.TVM, tvm_target)
+
+
+def _isa_features(mcpu: str) -> set[str]:
+    import tvm
+    from tvm.target import codegen
+
+    features = codegen.llvm_get_cpu_features(tvm.target.Target({"kind": "llvm", "mcpu": mcpu}))
+    return {str(f) for f in features if ISA_FEATURE.match(str(f))}
+
+
+def _lacking(features: set[str]) -> list[str]:
+    return sorted(f for f in features if _norm(f) not in host_cpu_flags())
 
 
 @cache
@@ -100,15 +114,11 @@ def why_not_runnable_here(target: CompileTarget) -> str | None:
         return f"target {target.name} is not this machine's CPU"
     if target.arch is not host_arch():
         return f"target {target.name} is {target.arch.value}, this machine is {host_arch().value}"
-    needed = set()
-    if mcpu := target.tvm.get("mcpu"):
-        import tvm
-        from tvm.target import codegen
-
-        features = codegen.llvm_get_cpu_features(tvm.target.Target({"kind": "llvm", "mcpu": mcpu}))
-        needed |= {str(f) for f in features if ISA_FEATURE.match(str(f))}
-    needed |= {attr.lstrip("+") for attr in target.tvm.get("mattr") or [] if attr.startswith("+")}
-    missing = sorted(f for f in needed if _norm(f) not in host_cpu_flags())
+    needed = _isa_features(mcpu) if (mcpu := target.tvm.get("mcpu")) else set()
+    mattr = target.tvm.get("mattr") or []
+    needed |= {attr.lstrip("+") for attr in mattr if not attr.startswith("-")}
+    needed -= {attr[1:] for attr in mattr if attr.startswith("-")}
+    missing = _lacking(needed)
     if missing:
         return f"target {target.name} needs {', '.join(missing)}, which this CPU lacks"
     return None
