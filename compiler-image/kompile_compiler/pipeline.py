@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 import platform
 import shutil
@@ -378,7 +380,20 @@ def _versions(framework: Framework, uncompiled: bool = False) -> dict[str, str]:
         return {"treelite": version("treelite"), "tl2cgen": version("tl2cgen")}
     import tvm
 
-    return {"tvm": tvm.__version__}
+    return {"tvm": tvm.__version__, "kompile": _own_version()}
+
+
+@functools.cache
+def _own_version() -> str:
+    """The package version and a digest of this compiler's code and shipped records: both decide
+    the artifact, so a new compiler image never reuses what an older one built for the same job."""
+    from importlib.metadata import version
+
+    digest = hashlib.sha256()
+    package = Path(__file__).parent
+    for path in sorted(p for p in package.rglob("*") if p.suffix in (".py", ".json") and p.is_file()):
+        digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes())
+    return f"{version('kompile')}+{digest.hexdigest()[:12]}"
 
 
 def _export(executable, library: Path, target: targets.CompileTarget) -> None:

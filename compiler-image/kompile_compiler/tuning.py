@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kompile.storage import ObjectStore, S3Location, StorageError
-from kompile_compiler import layout
+from kompile_compiler import fastmath, layout
 
 SHIPPED = Path(__file__).parent / "records"
 FORMAT = "kompile.dev/tuning-records/v1"
@@ -220,13 +220,14 @@ def bundle(work_dir: Path, key: str) -> bytes:
 
 
 def prepare(mod, target):
-    """`mod` laid out for the CPU, its batch norms decomposed, fused and legalized: the kernels
+    """`mod` laid out for the CPU, its exponentials in polynomial form (`fastmath`), its batch
+    norms decomposed, fused and legalized: the kernels
     MetaSchedule's records are keyed on. Slow on a big network (DenseNet-121: ~46 s on 2 cores,
     44 of them in FoldConstant), so a compile does it once, for kernel timing and the final build."""
     import tvm
     from tvm import relax
 
-    mod = layout.for_cpu(mod)
+    mod = fastmath.apply(layout.for_cpu(mod))
     with target:
         return tvm.transform.Sequential(
             [

@@ -66,6 +66,8 @@ def test_squeezenet_matches_onnxruntime(squeezenet, tmp_path):
     assert written["files"] == {"model.so": hashlib.sha256((out / "model.so").read_bytes()).hexdigest()}
     assert written["model"]["sourceSha256"] == hashlib.sha256(squeezenet.read_bytes()).hexdigest()
     assert written["compiler"]["tvm"] and written["target"]["tvm"]["kind"] == "llvm"
+    # The compiler's own code and records are part of what built it, so part of the reuse key.
+    assert written["compiler"]["kompile"].startswith("0.1.0+")
 
 
 def test_dynamic_batch_is_fixed_by_data_input_config(tmp_path):
