@@ -7,7 +7,7 @@ onnxruntime), so every CPU compile comes through here. Records come from three p
 first: this compile's own tuning (`tuning.trials`), the shared cache (an s3:// prefix or a
 folder, where every tuning job leaves its best records for the next job of any model that
 shares a kernel), and the records shipped inside the compiler image (made by `bench/tune.py`,
-like TVM's TopHub). A kernel no record covers gets TVM's generic dlight CPU rules.
+like TVM's TopHub). A kernel no record covers gets TVM's generic dlight CPU rules (`schedules`).
 
 Records are kept apart per instruction set (`target_key`): a schedule tuned for AVX-512 may
 not run on an AVX2 CPU. The core count is not part of the key; a schedule tuned on 2 cores
@@ -246,8 +246,9 @@ def schedule(mod, target, work_dir: Path, trials: int, max_trials_per_task: int 
     """
     import tvm_ffi
     from tvm import relax
-    from tvm.s_tir import dlight as dl
     from tvm.s_tir import meta_schedule as ms
+
+    from kompile_compiler import schedules
 
     report = Report(trials=trials, tuned_kernels=list(kernels))
     database = ms.database.JSONDatabase(work_dir=str(work_dir))
@@ -264,7 +265,7 @@ def schedule(mod, target, work_dir: Path, trials: int, max_trials_per_task: int 
     report.from_records = len(report.by_records)
     mod = tuned
     with target:
-        mod = dl.ApplyDefaultSchedule(dl.cpu.GEMV(), dl.cpu.Reduction())(mod)
+        mod = schedules.cpu_rules()(mod)
     return mod, report
 
 

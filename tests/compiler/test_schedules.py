@@ -1,0 +1,75 @@
+"""Kernels no tuning record covers: elementwise chains, pooling, concatenations and softmax get
+schedules that vectorise (and spread over the cores when large), and a single-row softmax is
+not recomputed per element.
+
+The network has the kernels of a classifier that dlight's CPU rules left as scalar loops on one
+core: a decomposed batch norm with its ReLU, a padded max pool, a concatenation, and the
+softmax over the classes at batch 1.
+"""
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from kompile.api import Framework, Precision, parse_data_input_config
+from kompile_compiler import frontends, tuning
+from kompile_compiler.pipeline import _prepare, _tvm_target
+from kompile_compiler.targets import host_target
+from tests.compiler.models import compile_onnx, save
+
+SHAPE = [1, 16, 32, 32]
+
+
+@pytest.fixture(scope="module")
+def classifier(tmp_path_factory):
+    rng = np.random.default_rng(2)
+    stats = [numpy_helper.from_array(rng.uniform(0.5, 1.5, 16).astype(np.float32), n) for n in ("s", "b", "m", "v")]
+    weight = numpy_helper.from_array((rng.standard_normal((1000, 32)) * 0.2).astype(np.float32), "w")
+    nodes = [
+        helper.make_node("BatchNormalization", ["x", "s", "b", "m", "v"], ["bn"]),
+        helper.make_node("Relu", ["bn"], ["r"]),
+        helper.make_node("MaxPool", ["r"], ["p"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
+        helper.make_node("Concat", ["p", "p"], ["c"], axis=1),
+        helper.make_node("GlobalAveragePool", ["c"], ["g"]),
+        helper.make_node("Flatten", ["g"], ["f"]),
+        helper.make_node("Gemm", ["f", "w"], ["logits"], transB=1),
+        helper.make_node("Softmax", ["logits"], ["y"], axis=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "classifier",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, SHAPE)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1000])],
+        [*stats, weight],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    return save(model, tmp_path_factory.mktemp("classifier") / "classifier.onnx")
+
+
+def loop_kinds(func) -> set[str]:
+    """The kinds of loop (parallel, vectorized) a kernel's TVMScript has."""
+    script = func.script()
+    return {kind for kind in ("parallel", "vectorized") if f"T.{kind}(" in script}
+
+
+def test_every_kernel_without_a_record_vectorises(classifier, tmp_path):
+    target = host_target()
+    declared = parse_data_input_config({"x": SHAPE}, Framework.ONNX)
+    mod = _prepare(frontends.load(Framework.ONNX, classifier, declared, 2).mod, target, Precision.FP32, 2, print)
+    scheduled, report = tuning.schedule(mod, _tvm_target(target, 2), tmp_path, 0, None, print)
+    assert report.from_records == 0
+    kernels = {gv.name_hint: loop_kinds(f) for gv, f in tuning._kernels(scheduled)}
+    # Each kind of kernel the rules here cover, found and vectorised.
+    for part in ("relu", "max_pool2d", "concatenate", "softmax"):
+        assert [kinds for k, kinds in kernels.items() if part in k], kernels
+        assert all("vectorized" in kinds for k, kinds in kernels.items() if part in k), kernels
+    # The batch norm's 16,384 elements are spread over the cores; the single row of 1,000
+    # classes is not (parallel over its elements, each recomputed the row's max and sum).
+    assert all("parallel" in kinds for k, kinds in kernels.items() if "relu" in k), kernels
+    assert all("parallel" not in kinds for k, kinds in kernels.items() if "softmax" in k), kernels
+
+
+def test_the_scheduled_kernels_compute_what_onnxruntime_does(classifier, tmp_path):
+    _, manifest = compile_onnx(classifier, {"x": SHAPE}, tmp_path)
+    assert manifest["parity"]["reference"].startswith("onnxruntime")
+    assert manifest["parity"]["maxAbsError"] <= 1e-5
