@@ -64,9 +64,7 @@ def from_hardware_target(name: str, spec: HardwareTargetSpec) -> CompileTarget:
 
 def host_target() -> CompileTarget:
     """The machine this runs on, for local compiles (`kompile compile` without a target)."""
-    from tvm.target import codegen
-
-    mcpu = codegen.llvm_get_system_cpu()
+    mcpu = host_cpu()
     tvm_target = {"kind": "llvm", "mtriple": TRIPLES[host_arch()], "mcpu": mcpu}
     # A virtual machine can hide features its CPU model has (AMX on an Emerald Rapids VM): LLVM
     # names the model, so the features /proc/cpuinfo lacks are switched off.
@@ -88,6 +86,13 @@ def _lacking(features: set[str]) -> list[str]:
 
 
 @cache
+def host_cpu() -> str:
+    """LLVM's name for this machine's CPU model (`emeraldrapids`, `znver4`)."""
+    from tvm.target import codegen
+
+    return str(codegen.llvm_get_system_cpu())
+
+
 def host_cpu_flags() -> frozenset[str]:
     try:
         with open("/proc/cpuinfo") as f:

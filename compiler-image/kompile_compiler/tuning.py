@@ -12,6 +12,13 @@ like TVM's TopHub). A kernel no record covers gets TVM's generic dlight CPU rule
 Records are kept apart per instruction set (`target_key`): a schedule tuned for AVX-512 may
 not run on an AVX2 CPU. The core count is not part of the key; a schedule tuned on 2 cores
 stays valid on 16.
+
+Of several records for one kernel TVM applies the one with the lowest measured time, and a
+time measured on another CPU model says little about this one: an AMD EPYC's record for a
+SqueezeNet convolution kept winning on an Intel Xeon over the faster schedule a tuning round
+had found there. So a bundle names the CPU model it was measured on, and where bundles from
+the compiling machine's CPU model have records for a kernel, those from other models are left
+out for that kernel.
 """
 
 from __future__ import annotations
@@ -28,11 +35,13 @@ from pathlib import Path
 
 from kompile.storage import ObjectStore, S3Location, StorageError
 from kompile_compiler import fastmath, layout
+from kompile_compiler.targets import host_cpu
 
 SHIPPED = Path(__file__).parent / "records"
 FORMAT = "kompile.dev/tuning-records/v1"
 WORKLOADS = "database_workload.json"
 RECORDS = "database_tuning_record.json"
+PARTS = {"workloads": WORKLOADS, "records": RECORDS}  # a bundle's fields and MetaSchedule's files
 BUILD_TIMEOUT = 60.0  # seconds per candidate; a fresh builder worker spends ~5 s importing TVM
 FAILED_RUN = 1e9  # MetaSchedule records a failed measurement as a huge run time
 ROUND = 64  # MetaSchedule's trials per search round of one kernel (its num_trials_per_iter)
@@ -116,7 +125,8 @@ def gather(
     work_dir: Path, key: str, cache: RecordCache | None, progress: Progress, wanted: set[str] | None = None
 ) -> int:
     """Merge the shipped and the cached records for `key` into the database in `work_dir`:
-    only those for the workloads in `wanted` (from `workloads`; None: all)."""
+    only those for the workloads in `wanted` (from `workloads`; None: all), and for a kernel
+    that records measured on this CPU model cover, only those."""
     from tvm.s_tir import meta_schedule as ms
 
     if (work_dir / GATHERED).exists():
@@ -130,11 +140,24 @@ def gather(
         except (StorageError, OSError) as err:
             # The cache only saves time: a compile goes on without it.
             progress(f"tuning cache {cache.location} unreadable, going on without it: {err}")
-    database = ms.database.JSONDatabase(work_dir=str(work_dir))
+    bundles = []
     for data in sources:
         try:
-            _merge(_only(json.loads(data), wanted), database)
+            body = json.loads(data)
+            if body.get("format") != FORMAT:
+                raise ValueError(f"not a {FORMAT} bundle")
+            bundles.append(_only(body, wanted))
         except Exception as err:  # noqa: BLE001 - a damaged bundle is skipped, never fatal
+            progress(f"skipped a damaged tuning record bundle: {str(err)[:200]}")
+    here = host_cpu()
+    ours = [b for b in bundles if b.get("cpu") == here]
+    covered = {json.loads(line)[0] for b in ours for line in b["workloads"]}
+    others = [_only(b, None, skip=covered) for b in bundles if b.get("cpu") != here]
+    database = ms.database.JSONDatabase(work_dir=str(work_dir))
+    for body in ours + others:
+        try:
+            _merge(body, database)
+        except Exception as err:  # noqa: BLE001 - as above
             progress(f"skipped a damaged tuning record bundle: {str(err)[:200]}")
     records = database.get_all_tuning_records()
     (work_dir / GATHERED).write_text(json.dumps(sorted({_identity(rec) for rec in records})))
@@ -151,15 +174,14 @@ def workloads(mod) -> set[str]:
     return {str(tvm_ffi.structural_hash(normalize(f))) for _, f in _kernels(mod)}
 
 
-def _only(bundle: dict, wanted: set[str] | None) -> dict:
-    """`bundle` less the workloads not in `wanted`, and their records. Every model's records for
-    a target share one folder; loading all of them into the database (22 MB, 1.2 s on 2 cores)
-    was most of what a compile with records took over one without."""
-    if wanted is None:
-        return bundle
+def _only(bundle: dict, wanted: set[str] | None, skip: frozenset[str] | set[str] = frozenset()) -> dict:
+    """`bundle` less the workloads not in `wanted` or in `skip`, and their records. Every
+    model's records for a target share one folder; loading all of them into the database (22 MB,
+    1.2 s on 2 cores) was most of what a compile with records took over one without."""
     index = {}
     for i, line in enumerate(bundle["workloads"]):
-        if json.loads(line)[0] in wanted:
+        workload = json.loads(line)[0]
+        if (wanted is None or workload in wanted) and workload not in skip:
             index[i] = len(index)
     records = []
     for line in bundle["records"]:
@@ -179,11 +201,9 @@ def _identity(rec) -> str:
 def _merge(bundle: dict, into) -> None:
     from tvm.s_tir import meta_schedule as ms
 
-    if bundle.get("format") != FORMAT:
-        raise ValueError(f"not a {FORMAT} bundle")
     with tempfile.TemporaryDirectory() as tmp:
-        Path(tmp, WORKLOADS).write_text("".join(line + "\n" for line in bundle["workloads"]))
-        Path(tmp, RECORDS).write_text("".join(line + "\n" for line in bundle["records"]))
+        for field_name, file in PARTS.items():
+            Path(tmp, file).write_text("".join(line + "\n" for line in bundle[field_name]))
         source = ms.database.JSONDatabase(work_dir=tmp, allow_missing=False)
         for rec in source.get_all_tuning_records():
             workload = into.commit_workload(rec.workload.mod)
@@ -215,7 +235,8 @@ def bundle(work_dir: Path, key: str) -> bytes:
             workload = out.commit_workload(rec.workload.mod)
             out.commit_tuning_record(ms.database.TuningRecord(rec.trace, workload, rec.run_secs, rec.target))
         lines = {name: Path(tmp, name).read_text().splitlines() for name in (WORKLOADS, RECORDS)}
-    body = {"format": FORMAT, "target": key, "workloads": lines[WORKLOADS], "records": lines[RECORDS]}
+    # The CPU model the records were measured on, for `gather` to prefer this model's own.
+    body = {"format": FORMAT, "target": key, "cpu": host_cpu(), **{k: lines[f] for k, f in PARTS.items()}}
     return json.dumps(body).encode()
 
 
