@@ -6,7 +6,8 @@ Compiles the model with the shipped records, as a compile pod would, runs it `--
 under the Relax VM's instrument hook, and prints for each kernel: calls per inference, its
 milliseconds (median over the runs), its share of the total, the GFLOPS it reaches (FLOPs from
 TVM's own estimate on the kernel as laid out and fused for tuning) and whether a tuning record
-scheduled it. A kernel with a large share and a low rate is the next one to tune; one without a
+scheduled it ("weights repacked": a record for the kernel with its weights in a layout of the
+schedule's own). A kernel with a large share and a low rate is the next one to tune; one without a
 record usually means a change to the layout or the rewrites renamed its workload. Figures, never
 assertions: on a shared 2-core VM one kernel's time varies by a third between runs.
 """
@@ -28,17 +29,18 @@ from kompile_compiler.pipeline import _prepare
 from kompile_compiler.validation import sample_inputs
 
 
-def rates(mod) -> tuple[dict[str, float], dict[str, str]]:
-    """FLOPs and MetaSchedule workload key of every kernel of `mod`, by name."""
-    import tvm
-    import tvm_ffi
+def rates(mod) -> tuple[dict[str, float], dict[str, tuple[str, str]]]:
+    """FLOPs and MetaSchedule workload keys (as it is, with its weights layout-free) of every
+    kernel of `mod`, by name."""
     from tvm.s_tir.analysis import estimate_tir_flops
 
-    normalize = tvm.get_global_func("tvm.s_tir.meta_schedule.normalize_mod")
+    from kompile_compiler import layout
+
+    free = layout.weights_layout_free(mod)
     flops, keys = {}, {}
     for gv, func in tuning._kernels(mod):
         flops[gv.name_hint] = float(estimate_tir_flops(func.body))
-        keys[gv.name_hint] = str(tvm_ffi.structural_hash(normalize(func)))
+        keys[gv.name_hint] = (tuning._workload(func), tuning._workload(free[gv.name_hint]))
     return flops, keys
 
 
@@ -61,9 +63,10 @@ def main() -> None:
         imported = frontends.load(framework, path, parse_data_input_config(inputs, framework), threads)
         flops, keys = rates(_prepare(imported.mod, target, args.precision, threads, lambda _: None))
         recorded = {json.loads(line)[0] for line in (build / "tuning" / tuning.WORKLOADS).read_text().splitlines()}
-        times = profile.kernel_profile(
+        ran = profile.kernel_profile(
             build / "artifact" / packaging.LIBRARY, sample_inputs(imported.inputs), imported.inputs, args.runs
         )
+        times = {tuning.kernel_name(name): k for name, k in ran.items()}
     total = sum(k.seconds for k in times.values())
     t = manifest["tuning"]
     print(
@@ -75,7 +78,8 @@ def main() -> None:
     for name in sorted(times, key=lambda n: times[n].seconds, reverse=True)[: args.top]:
         k = times[name]
         rate = f"{flops[name] * k.calls / k.seconds / 1e9:.1f}" if flops.get(name) else "-"
-        record = "yes" if keys.get(name) in recorded else "no"
+        plain, free = keys.get(name, ("", ""))
+        record = "weights repacked" if free != plain and free in recorded else "yes" if plain in recorded else "no"
         print(f"| {name} | {k.calls} | {k.seconds * 1000:.3f} | {k.seconds / total:.1%} | {rate} | {record} |")
 
 

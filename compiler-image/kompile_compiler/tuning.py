@@ -1,6 +1,8 @@
 """Schedules for CPU kernels: tuning records, MetaSchedule tuning, and dlight for the rest.
 
 Convolutions are put in NHWC first (`layout`), so every record is for an NHWC kernel.
+Tuning takes each kernel with its weights layout-free, so a record may store them in a layout
+of its own, which the compile makes once from the constant weights (`repack_weights`).
 
 TVM's default CPU pipeline leaves every kernel a plain loop nest (50-100x slower than
 onnxruntime), so every CPU compile comes through here. Records come from three places, best
@@ -76,6 +78,7 @@ class Report:
     published: str | None = None
     tuned_kernels: list[str] = field(default_factory=list)  # empty: every kernel was a candidate
     by_records: set[str] = field(default_factory=set)  # the kernels a record scheduled (not in the manifest)
+    settled: set[str] = field(default_factory=set)  # the kernels whose tuned form has a record
 
     def wire(self) -> dict:
         body = {
@@ -165,13 +168,19 @@ def gather(
 
 
 def workloads(mod) -> set[str]:
-    """The keys MetaSchedule files the kernels of `mod` under (their structural hashes, as a
-    bundle's workload lines begin with them)."""
+    """The keys MetaSchedule files the kernels of `mod` under, in both forms (`schedule`)."""
+    return {_workload(f) for form in (mod, layout.weights_layout_free(mod)) for _, f in _kernels(form)}
+
+
+def _workload(func) -> str:
+    """A kernel's key in a tuning database: the structural hash of its normalized form, as a
+    bundle's workload lines begin with it."""
     import tvm
     import tvm_ffi
 
-    normalize = tvm.get_global_func("tvm.s_tir.meta_schedule.normalize_mod")
-    return {str(tvm_ffi.structural_hash(normalize(f))) for _, f in _kernels(mod)}
+    if isinstance(func, tvm.IRModule):
+        return str(tvm_ffi.structural_hash(func))  # a database's workload, normalized already
+    return str(tvm_ffi.structural_hash(tvm.get_global_func("tvm.s_tir.meta_schedule.normalize_mod")(func)))
 
 
 def _only(bundle: dict, wanted: set[str] | None, skip: frozenset[str] | set[str] = frozenset()) -> dict:
@@ -261,7 +270,12 @@ def prepare(mod, target):
 
 def schedule(mod, target, work_dir: Path, trials: int, max_trials_per_task: int | None, progress: Progress, kernels=()):
     """Tune `mod` (from `prepare`) when `trials` > 0 (only the kernels named in `kernels`, when
-    given), apply the database, dlight the rest.
+    given), apply the database, the rules to the rest, and repack the weights of the kernels a
+    record gave a layout of their own.
+
+    Every kernel has two forms: as it is, and with its weights layout-free (`layout`), which
+    records tuned before weights were repacked do not cover. Tuning tunes the layout-free form;
+    a kernel takes it where a record covers it, else the form its records are for.
 
     Returns the scheduled module (for `tvm.compile`) and the kernel counts for the report.
     """
@@ -275,19 +289,45 @@ def schedule(mod, target, work_dir: Path, trials: int, max_trials_per_task: int 
     database = ms.database.JSONDatabase(work_dir=str(work_dir))
     report.records_available = len(database)
     report.kernels = len(_kernels(mod))
+    free = layout.weights_layout_free(mod)
     if trials > 0:
         started = time.perf_counter()
-        _tune(mod, target, work_dir, trials, trials_per_kernel(max_trials_per_task), set(kernels), database, progress)
+        _tune(free, target, work_dir, trials, trials_per_kernel(max_trials_per_task), set(kernels), database, progress)
         report.tune_seconds = time.perf_counter() - started
+    recorded = {
+        _workload(rec.workload.mod)
+        for rec in database.get_all_tuning_records()
+        if rec.run_secs and min(float(s) for s in rec.run_secs) < FAILED_RUN
+    }
+    chosen = mod.clone()
+    for gv, func in _kernels(free):
+        if _workload(func) in recorded:
+            chosen.update_func(gv, func)
+            report.settled.add(gv.name_hint)
     with target, database:
-        tuned = relax.transform.MetaScheduleApplyDatabase()(mod)
+        tuned = relax.transform.MetaScheduleApplyDatabase()(chosen)
     # A kernel a record covers comes back rewritten by the record's schedule.
-    report.by_records = {g.name_hint for g, f in _kernels(tuned) if not tvm_ffi.structural_equal(f, mod[g.name_hint])}
+    report.by_records = {
+        g.name_hint for g, f in _kernels(tuned) if not tvm_ffi.structural_equal(f, chosen[g.name_hint])
+    }
     report.from_records = len(report.by_records)
-    mod = tuned
     with target:
-        mod = schedules.cpu_rules()(mod)
-    return mod, report
+        return repack_weights(schedules.cpu_rules()(tuned)), report
+
+
+def kernel_name(compiled: str) -> str:
+    """The name a kernel has in `mod` from the name it has in the compiled model, where
+    SplitLayoutRewritePreproc renamed the kernels whose weights it repacks."""
+    return compiled.removesuffix("_prepacked")
+
+
+def repack_weights(mod):
+    """The weight layout changes the records' schedules asked for, split out of their kernels
+    and done once, on the constant weights, at compile time."""
+    import tvm
+    from tvm import relax
+
+    return tvm.transform.Sequential([relax.transform.SplitLayoutRewritePreproc(), relax.transform.FoldConstant()])(mod)
 
 
 def trials_per_kernel(max_trials_per_task: int | None) -> int:

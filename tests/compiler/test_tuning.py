@@ -7,11 +7,13 @@ made, shared, found and applied by the next compile), not the speed.
 import json
 import re
 
+import numpy as np
 import pytest
 
 from kompile.api import Framework
+from kompile.api.common import TensorSpec
 from kompile.storage import S3Location
-from kompile_compiler import tuning
+from kompile_compiler import packaging, profile, tuning
 from kompile_compiler.report import CompileError
 from kompile_compiler.targets import host_target
 from tests.compiler import models
@@ -27,14 +29,27 @@ def dense(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def tuned(dense, s3, tmp_path_factory):
-    """A compile that tunes (a few trials) and shares its records in the S3 cache."""
+def tuned_compile(dense, s3, tmp_path_factory):
+    """A compile that tunes (a few trials) and shares its records in the S3 cache: its manifest
+    and its compiled library."""
     store, _ = s3
     work = tmp_path_factory.mktemp("tuned")
     _, manifest = compile_onnx(
-        dense, {"x": [4, 64]}, work, trials=8, max_trials_per_task=8, tuning_cache=CACHE, store=store
+        dense,
+        {"x": [4, 64]},
+        work,
+        trials=8,
+        max_trials_per_task=8,
+        tuning_cache=CACHE,
+        store=store,
+        output_dir=work / "artifact",
     )
-    return manifest
+    return manifest, work / "artifact" / packaging.LIBRARY
+
+
+@pytest.fixture(scope="module")
+def tuned(tuned_compile):
+    return tuned_compile[0]
 
 
 def test_tuning_measures_and_shares_its_records(tuned, s3):
@@ -47,6 +62,17 @@ def test_tuning_measures_and_shares_its_records(tuned, s3):
     assert report["published"].startswith(f"{CACHE}{key}/")
     bundle = json.loads(store.read(S3Location.parse(report["published"])))
     assert bundle["format"] == tuning.FORMAT and bundle["target"] == key and bundle["records"]
+
+
+def test_a_tuned_kernel_reads_its_weights_repacked_once_at_compile_time(tuned_compile):
+    # Tuning gives the dense layer's weight a layout of the schedule's own; the repacking is
+    # split out of the kernel and done on the constant weight at compile time, so the compiled
+    # model runs the one kernel per inference (renamed by the split), no repacking kernel.
+    manifest, library = tuned_compile
+    x = TensorSpec(name="x", shape=[4, 64])
+    ran = profile.kernel_times(library, {"x": np.ones((4, 64), np.float32)}, [x])
+    assert len(ran) == 1 and next(iter(ran)).endswith("_prepacked"), ran
+    assert manifest["tuning"]["kernelsFromRecords"] == 1
 
 
 def test_the_next_compile_takes_the_records_from_the_cache(tuned, dense, s3, tmp_path):
