@@ -7,7 +7,8 @@ under the Relax VM's instrument hook, and prints for each kernel: calls per infe
 milliseconds (median over the runs), its share of the total, the GFLOPS it reaches (FLOPs from
 TVM's own estimate on the kernel as laid out and fused for tuning) and whether a tuning record
 scheduled it ("weights repacked": a record for the kernel with its weights in a layout of the
-schedule's own). A kernel with a large share and a low rate is the next one to tune; one without a
+schedule's own). A Winograd convolution's rate counts the operations it does, a quarter of the
+direct form's multiplies. A kernel with a large share and a low rate is the next one to tune; one without a
 record usually means a change to the layout or the rewrites renamed its workload. Figures, never
 assertions: on a shared 2-core VM one kernel's time varies by a third between runs.
 """
@@ -61,7 +62,9 @@ def main() -> None:
         build = folder / "build"
         manifest = kompile(framework, path, inputs, target, build, records=True, precision=args.precision)
         imported = frontends.load(framework, path, parse_data_input_config(inputs, framework), threads)
-        flops, keys = rates(_prepare(imported.mod, target, args.precision, threads, lambda _: None))
+        prepared = _prepare(imported.mod, target, args.precision, threads, lambda _: None)
+        # The form the compile chose, from the records it gathered: kernel names match the artifact's.
+        flops, keys = rates(tuning.choose(prepared, build / "tuning")[0])
         recorded = {json.loads(line)[0] for line in (build / "tuning" / tuning.WORKLOADS).read_text().splitlines()}
         ran = profile.kernel_profile(
             build / "artifact" / packaging.LIBRARY, sample_inputs(imported.inputs), imported.inputs, args.runs

@@ -52,6 +52,9 @@ def main() -> None:
     parser.add_argument("--per-task", type=int, default=32)
     parser.add_argument("--records", type=Path, default=tuning.SHIPPED)
     parser.add_argument("--precision", type=Precision, default=Precision.FP32, choices=list(Precision))
+    parser.add_argument(
+        "--winograd", action="store_true", help="every 3x3 convolution Winograd can compute in that form, to tune it"
+    )
     args = parser.parse_args()
     target = catalog_target(args.target)
     key = tuning.target_key(target.tvm)
@@ -72,6 +75,7 @@ def main() -> None:
                 trials=args.trials,
                 max_trials_per_task=args.per_task,
                 tuning_cache=str(CACHE),
+                winograd=True if args.winograd else None,
             )
             stem = name if args.precision is Precision.FP32 else f"{name}-{args.precision.value.lower()}"
             # A bundle holds only what this run measured (never the records it was given), so a

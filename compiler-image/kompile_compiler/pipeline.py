@@ -86,9 +86,13 @@ def compile_model(
     max_trials_per_task: int | None = None,
     tuning_cache: str | None = None,
     uncompiled: bool = False,
+    winograd: bool | None = None,
 ) -> tuple[CompilerResult, dict]:
     """Compile a model into an artifact; `uncompiled` packages the ONNX model as it is instead,
-    checked and measured the same way, for onnxruntime in the serving pod (a baseline)."""
+    checked and measured the same way, for onnxruntime in the serving pod (a baseline).
+    `winograd` (CPU): None computes a 3x3 convolution in Winograd form where the tuning records
+    time that form faster than the direct one, True wherever it can (to tune that form:
+    `bench/tune.py --winograd`), False never."""
     try:
         declared = parse_data_input_config(data_input_config, framework)
     except DataInputConfigError as err:
@@ -151,7 +155,7 @@ def compile_model(
             trees.build(imported.mod, library, target, threads)
     else:
         cache = tuning.RecordCache(tuning_cache, store) if tuning_cache else None
-        plan = TuningPlan(workdir / "tuning", trials, max_trials_per_task, cache, threads, key)
+        plan = TuningPlan(workdir / "tuning", trials, max_trials_per_task, cache, threads, key, winograd=winograd)
         mod = _prepare(imported.mod, target, precision, threads, progress)
         if trials:
             plan.kernels = _heaviest(mod, imported, target, opt_level, plan, workdir / "profile", progress)
@@ -252,6 +256,7 @@ class TuningPlan:
     threads: int
     name: str  # this compile's bundle name in the shared cache
     kernels: tuple[str, ...] = ()  # tune only these (by name); empty: every kernel
+    winograd: bool | None = None  # see `compile_model`
 
 
 @contextmanager
@@ -273,18 +278,18 @@ def _tvm_target(target: targets.CompileTarget, threads: int):
 
 
 def _prepare(mod, target: targets.CompileTarget, precision, threads: int, progress):
-    """The module every build of this compile starts from: cast to `precision`, and for a CPU
-    target laid out and fused the way the tuning records expect (once: it is slow on big networks)."""
+    """What every build of this compile starts from: the module cast to `precision`, and for a
+    CPU target laid out with its constants folded (`tuning.Prepared`, once: it is slow on big networks)."""
     with _tvm_errors():
         mod = autocast.apply(mod, precision)
         if tuning.tunable(target.tvm):
-            with step(progress, "laying out and fusing"):
-                mod = tuning.prepare(mod, _tvm_target(target, threads))
+            with step(progress, "laying out and folding constants"):
+                return tuning.prepare(mod, _tvm_target(target, threads))
     return mod
 
 
 def _compile_tvm(mod, library: Path, target: targets.CompileTarget, opt_level, plan: TuningPlan, progress):
-    """`mod` (from `_prepare`) scheduled, built and exported to `library`."""
+    """`mod` (from `_prepare`) fused, scheduled, built and exported to `library`."""
     import tvm
 
     report = None
@@ -293,15 +298,19 @@ def _compile_tvm(mod, library: Path, target: targets.CompileTarget, opt_level, p
         if tuning.tunable(target.tvm):
             key = tuning.target_key(target.tvm)
             plan.work_dir.mkdir(parents=True, exist_ok=True)
-            with step(progress, f"loading tuning records for {key}"):
+            with step(progress, f"fusing and loading tuning records for {key}"):
                 found = tuning.gather(plan.work_dir, key, plan.cache, progress, tuning.workloads(mod))
                 progress(f"{found} records for this model's kernels")
+            mod, in_winograd = tuning.choose(mod, plan.work_dir, plan.winograd)
+            if in_winograd:
+                progress(f"{len(in_winograd)} kinds of 3x3 convolution in Winograd form")
             what = f"tuning ({plan.trials} trials) and scheduling" if plan.trials else "scheduling"
             with step(progress, what):
                 mod, report = tuning.schedule(
                     mod, tvm_target, plan.work_dir, plan.trials, plan.max_trials_per_task, progress, plan.kernels
                 )
                 progress(f"{report.from_records} of {report.kernels} kernels from tuning records")
+            report.winograd = sorted(in_winograd)
             if plan.trials and plan.cache is not None:
                 report.published = _publish(plan, key, progress)
         with step(progress, f"compiling for {target.name} ({target.tvm})"):

@@ -2,7 +2,9 @@
 
 Convolutions are put in NHWC first (`layout`), so every record is for an NHWC kernel.
 Tuning takes each kernel with its weights layout-free, so a record may store them in a layout
-of its own, which the compile makes once from the constant weights (`repack_weights`).
+of its own, which the compile makes once from the constant weights (`repack_weights`). A 3x3
+convolution has a second form, Winograd's (`winograd`), which a compile takes where the records
+time it faster than the direct one (`choose`).
 
 TVM's default CPU pipeline leaves every kernel a plain loop nest (50-100x slower than
 onnxruntime), so every CPU compile comes through here. Records come from three places, best
@@ -36,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kompile.storage import ObjectStore, S3Location, StorageError
-from kompile_compiler import fastmath, layout
+from kompile_compiler import fastmath, layout, winograd
 from kompile_compiler.targets import host_cpu
 
 SHIPPED = Path(__file__).parent / "records"
@@ -79,6 +81,7 @@ class Report:
     tuned_kernels: list[str] = field(default_factory=list)  # empty: every kernel was a candidate
     by_records: set[str] = field(default_factory=set)  # the kernels a record scheduled (not in the manifest)
     settled: set[str] = field(default_factory=set)  # the kernels whose tuned form has a record
+    winograd: list[str] = field(default_factory=list)  # the convolutions in Winograd form, by shape
 
     def wire(self) -> dict:
         body = {
@@ -93,6 +96,8 @@ class Report:
             body["published"] = self.published
         if self.tuned_kernels:
             body["tunedKernels"] = self.tuned_kernels
+        if self.winograd:
+            body["winogradConvolutions"] = self.winograd  # NxHxWxCIxCO of each
         return body
 
 
@@ -168,8 +173,10 @@ def gather(
 
 
 def workloads(mod) -> set[str]:
-    """The keys MetaSchedule files the kernels of `mod` under, in both forms (`schedule`)."""
-    return {_workload(f) for form in (mod, layout.weights_layout_free(mod)) for _, f in _kernels(form)}
+    """The keys MetaSchedule files the kernels of `mod` (a fused module, or a `Prepared` one in all
+    its forms) under, each with its weights as they are and layout-free (`schedule`)."""
+    mods = mod.forms() if isinstance(mod, Prepared) else [mod]
+    return {_workload(f) for m in mods for form in (m, layout.weights_layout_free(m)) for _, f in _kernels(form)}
 
 
 def _workload(func) -> str:
@@ -249,27 +256,136 @@ def bundle(work_dir: Path, key: str) -> bytes:
     return json.dumps(body).encode()
 
 
-def prepare(mod, target):
+@dataclass
+class Prepared:
+    """A model laid out for the CPU, its constants folded, before legalization (`prepare`): where
+    both forms of its convolutions, direct and Winograd, start from, so the slow folding is done once."""
+
+    folded: object  # the Relax IRModule
+    target: object
+    winograd_keys: frozenset[str]  # the convolutions Winograd can compute
+    _fused: dict = field(default_factory=dict)
+
+    def fused(self, winograd_keys=frozenset()):
+        """The kernels a compile schedules: the module legalized and fused, with the convolutions
+        in `winograd_keys` in Winograd form and the others direct."""
+        from tvm import relax
+
+        chosen = frozenset(winograd_keys) & self.winograd_keys
+        if chosen not in self._fused:
+            mod = winograd.apply(self.folded, set(chosen)) if chosen else self.folded
+            with self.target:
+                self._fused[chosen] = relax.pipeline.zero_pipeline()(mod)
+        return self._fused[chosen]
+
+    @property
+    def direct(self):
+        return self.fused()
+
+    def forms(self) -> list:
+        """The fused modules a record may be for: direct, and every possible convolution in Winograd form."""
+        return [self.direct, self.fused(self.winograd_keys)] if self.winograd_keys else [self.direct]
+
+
+def prepare(mod, target) -> Prepared:
     """`mod` laid out for the CPU, its exponentials in polynomial form (`fastmath`), its batch
-    norms decomposed, fused and legalized: the kernels
-    MetaSchedule's records are keyed on. Slow on a big network (DenseNet-121: ~46 s on 2 cores,
-    44 of them in FoldConstant), so a compile does it once, for kernel timing and the final build."""
+    norms decomposed and its constants folded: `Prepared.fused` makes the kernels MetaSchedule's
+    records are keyed on. Folding is slow on a big network (DenseNet-121: ~44 s on 2 cores, an
+    LLVM build per distinct constant expression), so a compile does it once, for kernel timing,
+    for each form of its convolutions and for the final build."""
     import tvm
     from tvm import relax
 
     mod = fastmath.apply(layout.for_cpu(mod))
     with target:
-        return tvm.transform.Sequential(
+        folded = tvm.transform.Sequential(
             [
                 relax.transform.DecomposeOpsForInference(),
                 relax.transform.CanonicalizeBindings(),
-                relax.pipeline.zero_pipeline(),
+                relax.transform.FoldConstant(),
             ]
         )(mod)
+    return Prepared(folded, target, frozenset(winograd.keys(folded)))
+
+
+def choose(prepared: Prepared, work_dir: Path, use_winograd: bool | None = None) -> tuple[object, frozenset[str]]:
+    """The fused module to schedule, and which of its convolutions are in Winograd form: with
+    `use_winograd` None, those whose Winograd kernels the records in `work_dir`'s database time
+    faster than their direct kernels; True: all that can be (to tune them); False: none. A
+    tuning compile tunes what this gives, so it explores Winograd kernels only when asked."""
+    from tvm.s_tir import meta_schedule as ms
+
+    if use_winograd is False or not prepared.winograd_keys:
+        return prepared.direct, frozenset()
+    candidate = prepared.fused(prepared.winograd_keys)
+    if use_winograd:
+        return candidate, prepared.winograd_keys
+    best = _best_times(ms.database.JSONDatabase(work_dir=str(work_dir)))
+    direct_time, candidate_time = _kernel_times(prepared.direct, best), _kernel_times(candidate, best)
+    direct_calls, candidate_calls = _calls(prepared.direct), _calls(candidate)
+    if len(direct_calls) != len(candidate_calls):
+        return prepared.direct, frozenset()  # fused differently: no call-by-call comparison
+    seconds: dict[str, list[float]] = {}  # per convolution: [direct, Winograd], over every call
+    for plain, other in zip(direct_calls, candidate_calls, strict=True):
+        for key in winograd.keys_in(other):
+            pair = seconds.setdefault(key, [0.0, 0.0])
+            pair[0] += direct_time.get(plain, math.inf)
+            pair[1] += candidate_time.get(other, math.inf)
+    chosen = frozenset(key for key, (plain, other) in seconds.items() if other < plain)
+    return prepared.fused(chosen), chosen
+
+
+def _best_times(database) -> dict[str, float]:
+    """The best measured time of each workload in `database`, in seconds."""
+    best: dict[str, float] = {}
+    for rec in database.get_all_tuning_records():
+        secs = [float(s) for s in rec.run_secs or []]
+        if secs and min(secs) < FAILED_RUN:
+            key = _workload(rec.workload.mod)
+            best[key] = min(best.get(key, math.inf), sum(secs) / len(secs))
+    return best
+
+
+def _kernel_times(mod, best: dict[str, float]) -> dict[str, float]:
+    """Each kernel of `mod` by name, with the best recorded time of either of its forms."""
+    free = layout.weights_layout_free(mod)
+    times = {}
+    for gv, func in _kernels(mod):
+        found = [best[w] for w in (_workload(func), _workload(free[gv])) if w in best]
+        if found:
+            times[gv.name_hint] = min(found)
+    return times
+
+
+def _calls(mod) -> list[str]:
+    """The kernels `mod`'s Relax functions call, by name, in the order of the calls."""
+    import tvm
+    from tvm import relax
+
+    call_tir = tvm.ir.Op.get("relax.call_tir")
+    names: list[str] = []
+
+    def visit(expr):
+        if isinstance(expr, relax.Call) and expr.op.same_as(call_tir):
+            names.append(expr.args[0].name_hint)
+
+    for _, func in mod.functions_items():
+        if isinstance(func, relax.Function):
+            relax.analysis.post_order_visit(func, visit)
+    return names
+
+
+def _recorded(database) -> set[str]:
+    """The workloads `database` has a successful measurement for."""
+    return {
+        _workload(rec.workload.mod)
+        for rec in database.get_all_tuning_records()
+        if rec.run_secs and min(float(s) for s in rec.run_secs) < FAILED_RUN
+    }
 
 
 def schedule(mod, target, work_dir: Path, trials: int, max_trials_per_task: int | None, progress: Progress, kernels=()):
-    """Tune `mod` (from `prepare`) when `trials` > 0 (only the kernels named in `kernels`, when
+    """Tune `mod` (from `choose`) when `trials` > 0 (only the kernels named in `kernels`, when
     given), apply the database, the rules to the rest, and repack the weights of the kernels a
     record gave a layout of their own.
 
@@ -294,11 +410,7 @@ def schedule(mod, target, work_dir: Path, trials: int, max_trials_per_task: int 
         started = time.perf_counter()
         _tune(free, target, work_dir, trials, trials_per_kernel(max_trials_per_task), set(kernels), database, progress)
         report.tune_seconds = time.perf_counter() - started
-    recorded = {
-        _workload(rec.workload.mod)
-        for rec in database.get_all_tuning_records()
-        if rec.run_secs and min(float(s) for s in rec.run_secs) < FAILED_RUN
-    }
+    recorded = _recorded(database)
     chosen = mod.clone()
     for gv, func in _kernels(free):
         if _workload(func) in recorded:

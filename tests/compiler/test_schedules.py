@@ -55,7 +55,7 @@ def loop_kinds(func) -> set[str]:
 def test_every_kernel_without_a_record_vectorises(classifier, tmp_path):
     target = host_target()
     declared = parse_data_input_config({"x": SHAPE}, Framework.ONNX)
-    mod = _prepare(frontends.load(Framework.ONNX, classifier, declared, 2).mod, target, Precision.FP32, 2, print)
+    mod = _prepare(frontends.load(Framework.ONNX, classifier, declared, 2).mod, target, Precision.FP32, 2, print).direct
     scheduled, report = tuning.schedule(mod, _tvm_target(target, 2), tmp_path, 0, None, print)
     assert report.from_records == 0
     kernels = {gv.name_hint: loop_kinds(f) for gv, f in tuning._kernels(scheduled)}
