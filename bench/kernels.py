@@ -35,14 +35,8 @@ def rates(mod) -> tuple[dict[str, float], dict[str, tuple[str, str]]]:
     kernel of `mod`, by name."""
     from tvm.s_tir.analysis import estimate_tir_flops
 
-    from kompile_compiler import layout
-
-    free = layout.weights_layout_free(mod)
-    flops, keys = {}, {}
-    for gv, func in tuning._kernels(mod):
-        flops[gv.name_hint] = float(estimate_tir_flops(func.body))
-        keys[gv.name_hint] = (tuning._workload(func), tuning._workload(free[gv.name_hint]))
-    return flops, keys
+    flops = {gv.name_hint: float(estimate_tir_flops(func.body)) for gv, func in tuning._kernels(mod)}
+    return flops, tuning.kernel_workloads(mod)
 
 
 def main() -> None:

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kompile.storage import ObjectStore, S3Location, StorageError
-from kompile_compiler import fastmath, layout, winograd
+from kompile_compiler import fastmath, layout, rewrites, winograd
 from kompile_compiler.targets import host_cpu
 
 SHIPPED = Path(__file__).parent / "records"
@@ -176,7 +176,13 @@ def workloads(mod) -> set[str]:
     """The keys MetaSchedule files the kernels of `mod` (a fused module, or a `Prepared` one in all
     its forms) under, each with its weights as they are and layout-free (`schedule`)."""
     mods = mod.forms() if isinstance(mod, Prepared) else [mod]
-    return {_workload(f) for m in mods for form in (m, layout.weights_layout_free(m)) for _, f in _kernels(form)}
+    return {w for m in mods for pair in kernel_workloads(m).values() for w in pair}
+
+
+def kernel_workloads(mod) -> dict[str, tuple[str, str]]:
+    """Each kernel of `mod` by name, with its two keys: its weights as they are, and layout-free."""
+    free = layout.weights_layout_free(mod)
+    return {gv.name_hint: (_workload(func), _workload(free[gv])) for gv, func in _kernels(mod)}
 
 
 def _workload(func) -> str:
@@ -348,40 +354,16 @@ def _best_times(database) -> dict[str, float]:
 
 def _kernel_times(mod, best: dict[str, float]) -> dict[str, float]:
     """Each kernel of `mod` by name, with the best recorded time of either of its forms."""
-    free = layout.weights_layout_free(mod)
     times = {}
-    for gv, func in _kernels(mod):
-        found = [best[w] for w in (_workload(func), _workload(free[gv])) if w in best]
-        if found:
-            times[gv.name_hint] = min(found)
+    for name, pair in kernel_workloads(mod).items():
+        if found := [best[w] for w in pair if w in best]:
+            times[name] = min(found)
     return times
 
 
 def _calls(mod) -> list[str]:
     """The kernels `mod`'s Relax functions call, by name, in the order of the calls."""
-    import tvm
-    from tvm import relax
-
-    call_tir = tvm.ir.Op.get("relax.call_tir")
-    names: list[str] = []
-
-    def visit(expr):
-        if isinstance(expr, relax.Call) and expr.op.same_as(call_tir):
-            names.append(expr.args[0].name_hint)
-
-    for _, func in mod.functions_items():
-        if isinstance(func, relax.Function):
-            relax.analysis.post_order_visit(func, visit)
-    return names
-
-
-def _recorded(database) -> set[str]:
-    """The workloads `database` has a successful measurement for."""
-    return {
-        _workload(rec.workload.mod)
-        for rec in database.get_all_tuning_records()
-        if rec.run_secs and min(float(s) for s in rec.run_secs) < FAILED_RUN
-    }
+    return [call.args[0].name_hint for call in rewrites.calls(mod, "relax.call_tir")]
 
 
 def schedule(mod, target, work_dir: Path, trials: int, max_trials_per_task: int | None, progress: Progress, kernels=()):
@@ -410,7 +392,7 @@ def schedule(mod, target, work_dir: Path, trials: int, max_trials_per_task: int 
         started = time.perf_counter()
         _tune(free, target, work_dir, trials, trials_per_kernel(max_trials_per_task), set(kernels), database, progress)
         report.tune_seconds = time.perf_counter() - started
-    recorded = _recorded(database)
+    recorded = set(_best_times(database))  # the workloads measured successfully
     chosen = mod.clone()
     for gv, func in _kernels(free):
         if _workload(func) in recorded:

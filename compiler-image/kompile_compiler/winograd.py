@@ -91,7 +91,10 @@ def keys(mod) -> set[str]:
 def apply(mod, chosen: set[str]):
     """`mod` (Relax, its constants folded, before legalization) with the convolutions whose keys
     are in `chosen` as calls of a Winograd kernel, each with its filters transformed here."""
+    import tvm
     from tvm import relax
+
+    conv2d = tvm.ir.Op.get("relax.nn.conv2d")
 
     @relax.expr_functor.mutator
     class Rewriter(relax.PyExprMutator):
@@ -106,9 +109,6 @@ def apply(mod, chosen: set[str]):
             filters = relax.const(transformed_filters(call.args[1].value.numpy(), m))
             return self.builder_.call_te(compute, call.args[0], filters, m, primfunc_name_hint=kernel_name(key, m))
 
-    import tvm
-
-    conv2d = tvm.ir.Op.get("relax.nn.conv2d")
     rewriter = Rewriter(mod)
     for gv, func in mod.functions_items():
         if isinstance(func, relax.Function):
@@ -151,13 +151,7 @@ def compute(data, filters, m: int):
         name="input_tile",
         attrs={"schedule_rule": "None"},  # inlined by the data_pack rule
     )
-    ra, rb = te.reduce_axis((0, alpha), "r_a"), te.reduce_axis((0, alpha), "r_b")
-    packed = te.compute(
-        (alpha, alpha, tiles, ci),
-        lambda e, u, p, c: te.sum(tile[ra, rb, p, c] * b[ra, e] * b[rb, u], axis=[ra, rb]),
-        name="data_pack",
-        attrs={"schedule_rule": "conv2d_nhwc_winograd_data_pack"},
-    )
+    packed = _two_sided(tile, b, alpha, "data_pack")
     k = te.reduce_axis((0, ci), "ci")
     product = te.compute(
         (alpha, alpha, tiles, co),
@@ -165,15 +159,24 @@ def compute(data, filters, m: int):
         name="bgemm",
         attrs={"meta_schedule.write_cache_level": [2]},
     )
-    ra, rb = te.reduce_axis((0, alpha), "r_a"), te.reduce_axis((0, alpha), "r_b")
-    inverse = te.compute(
-        (m, m, tiles, co),
-        lambda i, j, p, o: te.sum(product[ra, rb, p, o] * a[ra, i] * a[rb, j], axis=[ra, rb]),
-        name="inverse",
-        attrs={"schedule_rule": "conv2d_nhwc_winograd_inverse"},
-    )
+    inverse = _two_sided(product, a, m, "inverse")
     return te.compute(
         (n, h, w, co),
         lambda b_, y, x, o: inverse[y % m, x % m, b_ * rows * cols + y // m * cols + x // m, o],
         name=NAME,
+    )
+
+
+def _two_sided(x, matrix, extent: int, name: str):
+    """M^T x M for each (tile, channel) of `x` (alpha, alpha, tiles, channels): the input
+    transform with B, or the output transform with A. `name` picks MetaSchedule's CPU rule for it."""
+    from tvm import te
+
+    alpha, _, tiles, channels = (int(d) for d in x.shape)
+    ra, rb = te.reduce_axis((0, alpha), "r_a"), te.reduce_axis((0, alpha), "r_b")
+    return te.compute(
+        (extent, extent, tiles, channels),
+        lambda i, j, p, c: te.sum(x[ra, rb, p, c] * matrix[ra, i] * matrix[rb, j], axis=[ra, rb]),
+        name=name,
+        attrs={"schedule_rule": f"conv2d_nhwc_winograd_{name}"},
     )
