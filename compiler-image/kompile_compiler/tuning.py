@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kompile.storage import ObjectStore, S3Location, StorageError
-from kompile_compiler import fastmath, layout, rewrites, winograd
+from kompile_compiler import fastmath, folding, layout, rewrites, winograd
 from kompile_compiler.targets import host_cpu
 
 SHIPPED = Path(__file__).parent / "records"
@@ -296,21 +296,18 @@ class Prepared:
 def prepare(mod, target) -> Prepared:
     """`mod` laid out for the CPU, its exponentials in polynomial form (`fastmath`), its batch
     norms decomposed and its constants folded: `Prepared.fused` makes the kernels MetaSchedule's
-    records are keyed on. Folding is slow on a big network (DenseNet-121: ~44 s on 2 cores, an
-    LLVM build per distinct constant expression), so a compile does it once, for kernel timing,
-    for each form of its convolutions and for the final build."""
+    records are keyed on. The weights' arithmetic is folded in numpy (`folding`; TVM's
+    FoldConstant builds a kernel with LLVM for each call, 42 s for DenseNet-121), the rest by
+    FoldConstant, once: for kernel timing, for each form of its convolutions and for the final build."""
     import tvm
     from tvm import relax
 
     mod = fastmath.apply(layout.for_cpu(mod))
     with target:
-        folded = tvm.transform.Sequential(
-            [
-                relax.transform.DecomposeOpsForInference(),
-                relax.transform.CanonicalizeBindings(),
-                relax.transform.FoldConstant(),
-            ]
+        mod = tvm.transform.Sequential(
+            [relax.transform.DecomposeOpsForInference(), relax.transform.CanonicalizeBindings()]
         )(mod)
+        folded = relax.transform.FoldConstant()(folding.apply(mod))
     return Prepared(folded, target, frozenset(winograd.keys(folded)))
 
 
