@@ -135,11 +135,11 @@ def transformed_filters(hwio: np.ndarray, m: int) -> np.ndarray:
 def compute(data, filters, m: int):
     """The Winograd convolution in TE: data NHWC, `filters` from `transformed_filters`."""
     from tvm import te, topi
-    from tvm.topi.nn.winograd_util import winograd_transform_matrices
 
     n, h, w, ci = (int(d) for d in data.shape)
     alpha, co = int(filters.shape[0]), int(filters.shape[3])
-    a, b, _ = winograd_transform_matrices(m, 3, str(data.dtype))
+    a_matrix, b_matrix, _ = _matrices(m)
+    a, b = (_constant_matrix(x.astype(str(data.dtype)), name) for x, name in ((a_matrix, "A"), (b_matrix, "B")))
     rows, cols = math.ceil(h / m), math.ceil(w / m)
     tiles = n * rows * cols
     # One pixel of padding before; after, enough for the last tile's full alpha x alpha window.
@@ -165,6 +165,28 @@ def compute(data, filters, m: int):
         lambda b_, y, x, o: inverse[y % m, x % m, b_ * rows * cols + y // m * cols + x // m, o],
         name=NAME,
     )
+
+
+def _constant_matrix(matrix: np.ndarray, name: str):
+    """`matrix` as a TE tensor whose entries are constants once its indices are: a Select on the
+    row, then on the column, of its nonzero entries only. TOPI's `const_matrix` chains a Select on
+    (i % rows == r and j % cols == c) for every entry; in the unrolled transforms of F(4x4, 3x3)
+    that is 1296 chains of 36, which TVM's simplifier took a second a kernel to fold."""
+    from tvm import te, tirx
+
+    dtype = str(matrix.dtype)
+
+    def entry(i, j):
+        value = tirx.const(0.0, dtype)
+        for r, row in enumerate(matrix):
+            in_row = tirx.const(0.0, dtype)
+            for c, x in enumerate(row):
+                if x != 0:
+                    in_row = tirx.Select(j == c, tirx.const(x, dtype), in_row)
+            value = tirx.Select(i == r, in_row, value)
+        return value
+
+    return te.compute(matrix.shape, entry, name=name, attrs={"const_matrix": True, "schedule_rule": "None"})
 
 
 def _two_sided(x, matrix, extent: int, name: str):
