@@ -115,3 +115,72 @@ def apply(mod):
         if isinstance(func, relax.Function):
             folder.builder_.update_func(gv, folder.visit_expr(func))
     return folder.builder_.get()
+
+
+def kernels_on_constants(mod):
+    """`mod` with every `call_tir` whose arguments are all constants run once, here, and replaced
+    by its result: the weight repacking `SplitLayoutRewritePreproc` splits out of tuned kernels.
+    FoldConstant would build each of those kernels on its own (a tenth of a second each); they
+    are built here as one LLVM module for this machine, whatever the compile's target (they run
+    here), and the now unused kernels dropped."""
+    import tvm
+    from tvm import relax
+
+    call_tir = tvm.ir.Op.get("relax.call_tir")
+    found = []
+
+    def visit(expr):
+        if isinstance(expr, relax.Call) and expr.op.same_as(call_tir):
+            args = expr.args[1].fields if isinstance(expr.args[1], relax.Tuple) else [expr.args[1]]
+            if len(expr.args) == 2 and all(_tensor_literal(a) for a in args) and all(map(_static, _outputs(expr))):
+                found.append(expr)
+
+    for func in mod.functions.values():
+        if isinstance(func, relax.Function):
+            relax.analysis.post_order_visit(func, visit)
+    if not found:
+        return mod
+    names = sorted({call.args[0].name_hint for call in found})
+    kernels = tvm.IRModule(
+        {gv: mod[gv].with_attr("global_symbol", gv.name_hint) for gv in map(mod.get_global_var, names)}
+    )
+    library = tvm.tirx.build(kernels, target=tvm.target.Target("llvm"))
+    results = {}
+    for call in found:
+        args = call.args[1].fields if isinstance(call.args[1], relax.Tuple) else [call.args[1]]
+        outs = [tvm.runtime.empty([int(d) for d in ty.shape], str(ty.dtype)) for ty in _outputs(call)]
+        library[call.args[0].name_hint](*[a.value for a in args], *outs)
+        values = [relax.const(out.numpy(), str(out.dtype)) for out in outs]
+        results[call] = relax.Tuple(values) if hasattr(call.ty, "fields") else values[0]
+
+    @relax.expr_functor.mutator
+    class Replace(relax.PyExprMutator):
+        def visit_call_(self, call):
+            for old, new in results.items():
+                if call.same_as(old):
+                    return new
+            return super().visit_call_(call)
+
+    replace = Replace(mod)
+    for gv, func in mod.functions_items():
+        if isinstance(func, relax.Function):
+            replace.builder_.update_func(gv, replace.visit_expr(func))
+    return relax.transform.DeadCodeElimination()(replace.builder_.get())
+
+
+def _outputs(call) -> list:
+    """The tensor types a `call_tir` writes: one, or the fields of a tuple (weights and bias repacked together)."""
+    return list(call.ty.fields) if hasattr(call.ty, "fields") else [call.ty]
+
+
+def _tensor_literal(expr) -> bool:
+    import tvm
+
+    return isinstance(expr, tvm.ir.GenericConst) and hasattr(expr.value, "numpy")
+
+
+def _static(ty) -> bool:
+    try:
+        return getattr(ty, "shape", None) is not None and all(int(d) >= 0 for d in ty.shape)
+    except TypeError:
+        return False

@@ -8,6 +8,7 @@ import os
 import platform
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -22,7 +23,7 @@ from kompile.api.compilationjob import Artifact
 from kompile.api.compiledmodel import Latency
 from kompile.api.result import CompilerJob, CompilerResult
 from kompile.storage import ObjectStore, StorageError
-from kompile_compiler import autocast, frontends, packaging, profile, targets, trees, tuning
+from kompile_compiler import autocast, building, frontends, packaging, profile, targets, trees, tuning
 from kompile_compiler.frontends.onnx import datatype
 from kompile_compiler.report import CompileError
 from kompile_compiler.source import fetch, locate, sha256_file
@@ -313,11 +314,15 @@ def _compile_tvm(mod, library: Path, target: targets.CompileTarget, opt_level, p
             report.winograd = sorted(in_winograd)
             if plan.trials and plan.cache is not None:
                 report.published = _publish(plan, key, progress)
-        with step(progress, f"compiling for {target.name} ({target.tvm})"):
-            with tvm.transform.PassContext(opt_level=opt_level):
-                executable = tvm.compile(mod, target=tvm_target)
-    with step(progress, f"exporting {library.name}"):
-        _export(executable, library, target)
+        with tempfile.TemporaryDirectory() as objects:
+            with step(progress, f"compiling for {target.name} ({target.tvm})"):
+                with tvm.transform.PassContext(opt_level=opt_level):
+                    if tuning.tunable(target.tvm):
+                        executable = building.build(mod, tvm_target, plan.threads, Path(objects))
+                    else:
+                        executable = tvm.compile(mod, target=tvm_target)
+            with step(progress, f"exporting {library.name}"):
+                _export(executable, library, target)
     return report
 
 

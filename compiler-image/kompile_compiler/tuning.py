@@ -414,11 +414,12 @@ def kernel_name(compiled: str) -> str:
 
 def repack_weights(mod):
     """The weight layout changes the records' schedules asked for, split out of their kernels
-    and done once, on the constant weights, at compile time."""
-    import tvm
+    and done once, on the constant weights, at compile time (all their kernels built at once:
+    `folding.kernels_on_constants`)."""
     from tvm import relax
 
-    return tvm.transform.Sequential([relax.transform.SplitLayoutRewritePreproc(), relax.transform.FoldConstant()])(mod)
+    repacked = folding.kernels_on_constants(relax.transform.SplitLayoutRewritePreproc()(mod))
+    return relax.transform.FoldConstant()(repacked)
 
 
 def trials_per_kernel(max_trials_per_task: int | None) -> int:

@@ -1,0 +1,72 @@
+"""A Relax module built for the CPU with its kernels compiled on every core the compile has.
+
+`tvm.compile` hands all of a model's kernels to one `tvm.tirx.build`: one thread lowers them and
+LLVM compiles them as one module. Tuned kernels are long once unrolled (SqueezeNet's two
+F(4x4, 3x3) Winograd kernels take a second each to lower and compile), so a compile with
+records spent most of its time there on one of its cores. Here the kernels are split into one
+group a thread, by a rough cost (their printed size times their unrolling), each group built to
+an LLVM module and its object file in its own thread (TVM releases the GIL in C++), and the VM
+executable links them as `tvm.compile` would have. The VM pipeline itself is TVM's own, run
+the way `relax.build` runs it.
+"""
+
+from __future__ import annotations
+
+import heapq
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+
+def _cost(func) -> int:
+    """A kernel's rough build cost: the size of its TIR, more where it asks to be unrolled."""
+    text = func.script()
+    return len(text) * (1 + text.count("T.unroll") + text.count("pragma_auto_unroll_max_step"))
+
+
+def groups(funcs: dict, count: int) -> list[dict]:
+    """`funcs` (GlobalVar -> PrimFunc) in at most `count` groups of about equal cost, the costliest placed first."""
+    heap = [(0, i, {}) for i in range(max(1, min(count, len(funcs))))]
+    for gv, func in sorted(funcs.items(), key=lambda item: -_cost(item[1])):
+        load, i, group = heapq.heappop(heap)
+        group[gv] = func
+        heapq.heappush(heap, (load + _cost(func), i, group))
+    return [group for _, _, group in sorted(heap, key=lambda item: item[1]) if group]
+
+
+def build(mod, target, threads: int, objects: Path):
+    """`mod` (Relax, its kernels scheduled) compiled to a Relax VM executable, as `tvm.compile`.
+    The object files of all groups but the first are written to the folder `objects`, which
+    must outlive the executable's `export_library`."""
+    import tvm
+    from tvm import relax
+    from tvm.relax import vm_build
+
+    with target:
+        mod = relax.get_pipeline("default")(mod)
+    attrs = dict(mod.attrs) if mod.attrs else {}
+    builder = relax.ExecBuilder()
+    mod = vm_build._vmcodegen(builder, mod, "bytecode")
+    kernels = vm_build._filter_tir(mod)
+    params = dict(attrs.get("const_name_to_constant", {}))
+    external = list(attrs.get("external_mods", []))
+    if kernels is None:
+        return vm_build._vmlink(builder=builder, target=target, tir_mod=None, ext_libs=external, params=params)
+    kernels = vm_build._auto_attach_system_lib_prefix(kernels, target, None)
+    parts = groups(dict(kernels.functions_items()), threads)
+
+    def compile_part(index_part):
+        index, part = index_part
+        library = tvm.tirx.build(tvm.IRModule(part, attrs=kernels.attrs), target=target)
+        if index == 0:
+            return library  # export_library writes this one: it packs the VM's own code beside it
+        path = objects / f"kernels{index}.o"
+        library.write_to_file(str(path))
+        names = [str(f.attrs["global_symbol"]) for f in part.values() if "global_symbol" in f.attrs]
+        return tvm.runtime.load_static_library(str(path), names)
+
+    with ThreadPoolExecutor(max_workers=len(parts)) as pool:
+        libraries = list(pool.map(compile_part, enumerate(parts)))
+    library = libraries[0]
+    for other in libraries[1:]:
+        library.import_module(other)
+    return vm_build.VMExecutable(vm_build._ffi_api.VMLink(builder, target, library, external, params))
