@@ -146,7 +146,7 @@ def kernels_on_constants(mod):
     )
     library = tvm.tirx.build(kernels, target=tvm.target.Target("llvm"))
     results = {}
-    for call in found:
+    for call in found:  # the first call JIT-compiles the module: most of the time, whatever the threads
         args = call.args[1].fields if isinstance(call.args[1], relax.Tuple) else [call.args[1]]
         outs = [tvm.runtime.empty([int(d) for d in ty.shape], str(ty.dtype)) for ty in _outputs(call)]
         library[call.args[0].name_hint](*[a.value for a in args], *outs)

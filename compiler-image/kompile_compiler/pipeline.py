@@ -316,10 +316,11 @@ def _compile_tvm(mod, library: Path, target: targets.CompileTarget, opt_level, p
                 report.published = _publish(plan, key, progress)
         with tempfile.TemporaryDirectory() as objects:
             with step(progress, f"compiling for {target.name} ({target.tvm})"):
-                with tvm.transform.PassContext(opt_level=opt_level):
-                    if tuning.tunable(target.tvm):
+                if tuning.tunable(target.tvm):
+                    with tvm.transform.PassContext(opt_level=opt_level, config=building.CONFIG):
                         executable = building.build(mod, tvm_target, plan.threads, Path(objects))
-                    else:
+                else:
+                    with tvm.transform.PassContext(opt_level=opt_level):
                         executable = tvm.compile(mod, target=tvm_target)
             with step(progress, f"exporting {library.name}"):
                 _export(executable, library, target)

@@ -70,18 +70,35 @@ def test_kernels_built_in_two_groups_run_as_tvm_compile_builds_them(scheduled, t
     np.testing.assert_array_equal(_run(split, tmp_path, "split.so", feed), _run(whole, tmp_path, "whole.so", feed))
 
 
+def test_every_group_is_built_in_the_callers_pass_context(scheduled, tmp_path):
+    # Worker threads start with TVM's default context: the caller's settings must reach them.
+    import tvm
+
+    mod, tvm_target = scheduled
+    with tvm.transform.PassContext(opt_level=3, config=building.CONFIG):
+        building.build(mod, tvm_target, 2, tmp_path)
+    objects = sorted(tmp_path.glob("kernels*.o"))
+    assert len(objects) == 2  # one a thread; the cheapest kernel goes to the module export writes
+    check = b"Mismatched type on argument"  # part of an argument check's message
+    assert not any(check in o.read_bytes() for o in objects)
+    with tvm.transform.PassContext(opt_level=3):
+        building.build(mod, tvm_target, 2, tmp_path)
+    assert all(check in o.read_bytes() for o in objects)
+
+
 def test_groups_hold_every_kernel_once_and_split_the_costliest(scheduled):
     import tvm
 
     mod, _ = scheduled
-    kernels = {gv: f for gv, f in mod.functions_items() if isinstance(f, tvm.tirx.PrimFunc)}
-    parts = building.groups(kernels, 2)
+    costs = {gv: building._cost(f) for gv, f in mod.functions_items() if isinstance(f, tvm.tirx.PrimFunc)}
+    parts = building.groups(costs, 2)
     assert len(parts) == 2
-    names = [gv.name_hint for part in parts for gv in part]
-    assert sorted(names) == sorted(gv.name_hint for gv in kernels)
-    costliest = sorted(kernels, key=lambda gv: -building._cost(kernels[gv]))[:2]
+    assert sorted(gv.name_hint for part in parts for gv in part) == sorted(gv.name_hint for gv in costs)
+    costliest = sorted(costs, key=lambda gv: -costs[gv])[:2]
     assert {i for i, part in enumerate(parts) for gv in costliest if gv in part} == {0, 1}
-    assert building.groups(kernels, 1)[0].keys() == kernels.keys()
+    totals = sorted(sum(costs[gv] for gv in part) for part in parts)
+    assert totals[0] >= totals[1] / 3, totals  # the rest balances against the costliest
+    assert building.groups(costs, 1) == [sorted(costs, key=lambda gv: -costs[gv])]
 
 
 def test_repacking_all_at_once_folds_what_foldconstant_folds(fused, target):
@@ -100,3 +117,27 @@ def test_repacking_all_at_once_folds_what_foldconstant_folds(fused, target):
     assert any(gv.name_hint.endswith("_weight_prepack") for gv in split.get_global_vars())
     assert not any(gv.name_hint.endswith("_weight_prepack") for gv in at_once.get_global_vars())
     assert tvm_ffi.structural_equal(at_once, by_tvm)
+
+
+@pytest.mark.parametrize(
+    "shape, dtype, message",
+    [
+        ([1, 3, 200, 200], np.float32, r"shape\[2\] mismatch"),
+        (INPUTS["data_0"], np.float64, "dtype float32 but get float64"),
+    ],
+)
+def test_without_the_kernels_checks_the_vm_still_refuses_a_wrong_input(
+    scheduled, target, tmp_path, shape, dtype, message
+):
+    import tvm
+    from tvm import relax
+
+    if why := targets.why_not_runnable_here(target):
+        pytest.skip(why)
+    mod, tvm_target = scheduled
+    with tvm.transform.PassContext(opt_level=3, config=building.CONFIG):
+        executable = building.build(mod, tvm_target, 2, tmp_path)
+    executable.export_library(str(tmp_path / "model.so"))
+    vm = relax.VirtualMachine(tvm.runtime.load_module(str(tmp_path / "model.so")), tvm.cpu())
+    with pytest.raises(Exception, match=message):  # the VM's own check of its inputs, TVM's message
+        vm["main"](tvm.runtime.tensor(np.zeros(shape, dtype)))
