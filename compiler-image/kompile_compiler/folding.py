@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from kompile_compiler import building, rewrites
+
 
 def _axes(value) -> list[int] | None:
     return None if value is None else [int(a) for a in value]
@@ -88,10 +90,7 @@ def apply(mod):
         def constant(self, expr):
             if isinstance(expr, relax.Var):
                 expr = self.lookup_binding(expr)
-            # A tensor literal; StringImm and the like are constants too, never weights.
-            if isinstance(expr, tvm.ir.expr.GenericConst) and hasattr(expr.value, "numpy"):
-                return expr
-            return None
+            return expr if _tensor_literal(expr) else None
 
         def visit_call_(self, call):
             call = self.visit_expr_post_order(call)
@@ -110,11 +109,7 @@ def apply(mod):
                 return call
             return relax.const(np.ascontiguousarray(result), str(result.dtype))
 
-    folder = Folder(mod)
-    for gv, func in mod.functions_items():
-        if isinstance(func, relax.Function):
-            folder.builder_.update_func(gv, folder.visit_expr(func))
-    return folder.builder_.get()
+    return rewrites.every_function(Folder(mod), mod)
 
 
 def kernels_on_constants(mod):
@@ -131,8 +126,11 @@ def kernels_on_constants(mod):
 
     def visit(expr):
         if isinstance(expr, relax.Call) and expr.op.same_as(call_tir):
-            args = expr.args[1].fields if isinstance(expr.args[1], relax.Tuple) else [expr.args[1]]
-            if len(expr.args) == 2 and all(_tensor_literal(a) for a in args) and all(map(_static, _outputs(expr))):
+            if (
+                len(expr.args) == 2
+                and all(map(_tensor_literal, _arguments(expr)))
+                and all(map(_static, _outputs(expr)))
+            ):
                 found.append(expr)
 
     for func in mod.functions.values():
@@ -146,13 +144,12 @@ def kernels_on_constants(mod):
     )
     # Without the kernels' argument checks (called here only with tensors of their own types),
     # LLVM has half the code to compile when the first call JIT-compiles the module.
-    with tvm.transform.PassContext(opt_level=3, config={"tirx.disable_assert": True}):
+    with tvm.transform.PassContext(opt_level=3, config=building.CONFIG):
         library = tvm.tirx.build(kernels, target=tvm.target.Target("llvm"))
     results = {}
     for call in found:
-        args = call.args[1].fields if isinstance(call.args[1], relax.Tuple) else [call.args[1]]
         outs = [tvm.runtime.empty([int(d) for d in ty.shape], str(ty.dtype)) for ty in _outputs(call)]
-        library[call.args[0].name_hint](*[a.value for a in args], *outs)
+        library[call.args[0].name_hint](*[a.value for a in _arguments(call)], *outs)
         values = [relax.const(out.numpy(), str(out.dtype)) for out in outs]
         results[call] = relax.Tuple(values) if hasattr(call.ty, "fields") else values[0]
 
@@ -164,11 +161,14 @@ def kernels_on_constants(mod):
                     return new
             return super().visit_call_(call)
 
-    replace = Replace(mod)
-    for gv, func in mod.functions_items():
-        if isinstance(func, relax.Function):
-            replace.builder_.update_func(gv, replace.visit_expr(func))
-    return relax.transform.DeadCodeElimination()(replace.builder_.get())
+    return relax.transform.DeadCodeElimination()(rewrites.every_function(Replace(mod), mod))
+
+
+def _arguments(call) -> list:
+    """The tensors a `call_tir` passes its kernel."""
+    from tvm import relax
+
+    return list(call.args[1].fields) if isinstance(call.args[1], relax.Tuple) else [call.args[1]]
 
 
 def _outputs(call) -> list:
@@ -177,6 +177,7 @@ def _outputs(call) -> list:
 
 
 def _tensor_literal(expr) -> bool:
+    """A tensor constant: StringImm and the like are constants too, never weights."""
     import tvm
 
     return isinstance(expr, tvm.ir.GenericConst) and hasattr(expr.value, "numpy")

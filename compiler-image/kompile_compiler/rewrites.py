@@ -34,3 +34,13 @@ def calls(mod, op_name: str) -> list:
         if isinstance(func, relax.Function):
             relax.analysis.post_order_visit(func, visit)
     return found
+
+
+def every_function(mutator, mod):
+    """`mod` with each of its Relax functions rewritten by `mutator` (a `relax.PyExprMutator` made on `mod`)."""
+    from tvm import relax
+
+    for gv, func in mod.functions_items():
+        if isinstance(func, relax.Function):
+            mutator.builder_.update_func(gv, mutator.visit_expr(func))
+    return mutator.builder_.get()

@@ -94,6 +94,8 @@ def apply(mod, chosen: set[str]):
     import tvm
     from tvm import relax
 
+    from kompile_compiler import rewrites
+
     conv2d = tvm.ir.Op.get("relax.nn.conv2d")
 
     @relax.expr_functor.mutator
@@ -109,11 +111,7 @@ def apply(mod, chosen: set[str]):
             filters = relax.const(transformed_filters(call.args[1].value.numpy(), m))
             return self.builder_.call_te(compute, call.args[0], filters, m, primfunc_name_hint=kernel_name(key, m))
 
-    rewriter = Rewriter(mod)
-    for gv, func in mod.functions_items():
-        if isinstance(func, relax.Function):
-            rewriter.builder_.update_func(gv, rewriter.visit_expr(func))
-    return rewriter.builder_.get()
+    return rewrites.every_function(Rewriter(mod), mod)
 
 
 def _matrices(m: int):
