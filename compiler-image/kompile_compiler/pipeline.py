@@ -300,7 +300,8 @@ def _compile_tvm(mod, library: Path, target: targets.CompileTarget, opt_level, p
             key = tuning.target_key(target.tvm)
             plan.work_dir.mkdir(parents=True, exist_ok=True)
             with step(progress, f"fusing and loading tuning records for {key}"):
-                found = tuning.gather(plan.work_dir, key, plan.cache, progress, tuning.workloads(mod))
+                narrower = tuning.narrower_keys(target.tvm)
+                found = tuning.gather(plan.work_dir, key, plan.cache, progress, tuning.workloads(mod), narrower)
                 progress(f"{found} records for this model's kernels")
             mod, in_winograd = tuning.choose(mod, plan.work_dir, plan.winograd)
             if in_winograd:

@@ -68,17 +68,21 @@ def host_target() -> CompileTarget:
     tvm_target = {"kind": "llvm", "mtriple": TRIPLES[host_arch()], "mcpu": mcpu}
     # A virtual machine can hide features its CPU model has (AMX on an Emerald Rapids VM): LLVM
     # names the model, so the features /proc/cpuinfo lacks are switched off.
-    if lacking := _lacking(_isa_features(mcpu)):
+    if lacking := _lacking(isa_features(mcpu)):
         tvm_target["mattr"] = [f"-{feature}" for feature in lacking]
     return CompileTarget("host", Backend.TVM, tvm_target)
 
 
-def _isa_features(mcpu: str) -> set[str]:
+@cache
+def isa_features(mcpu: str) -> frozenset[str]:
     import tvm
     from tvm.target import codegen
 
-    features = codegen.llvm_get_cpu_features(tvm.target.Target({"kind": "llvm", "mcpu": mcpu}))
-    return {str(f) for f in features if ISA_FEATURE.match(str(f))}
+    try:
+        features = codegen.llvm_get_cpu_features(tvm.target.Target({"kind": "llvm", "mcpu": mcpu}))
+    except Exception:  # noqa: BLE001 - not a CPU LLVM knows
+        return frozenset()
+    return frozenset(str(f) for f in features if ISA_FEATURE.match(str(f)))
 
 
 def _lacking(features: set[str]) -> list[str]:
@@ -119,7 +123,7 @@ def why_not_runnable_here(target: CompileTarget) -> str | None:
         return f"target {target.name} is not this machine's CPU"
     if target.arch is not host_arch():
         return f"target {target.name} is {target.arch.value}, this machine is {host_arch().value}"
-    needed = _isa_features(mcpu) if (mcpu := target.tvm.get("mcpu")) else set()
+    needed = isa_features(mcpu) if (mcpu := target.tvm.get("mcpu")) else set()
     mattr = target.tvm.get("mattr") or []
     needed |= {attr.lstrip("+") for attr in mattr if not attr.startswith("-")}
     needed -= {attr[1:] for attr in mattr if attr.startswith("-")}

@@ -14,8 +14,10 @@ shares a kernel), and the records shipped inside the compiler image (made by `be
 like TVM's TopHub). A kernel no record covers gets TVM's generic dlight CPU rules (`schedules`).
 
 Records are kept apart per instruction set (`target_key`): a schedule tuned for AVX-512 may
-not run on an AVX2 CPU. The core count is not part of the key; a schedule tuned on 2 cores
-stays valid on 16.
+not run on an AVX2 CPU. The other way round it does, so a kernel a target's own records leave
+out takes the shipped records of the narrower sets its CPU has (`narrower_keys`): an AVX512-BF16
+target starts from every AVX-512 record. The core count is not part of the key; a schedule
+tuned on 2 cores stays valid on 16.
 
 Of several records for one kernel TVM applies the one with the lowest measured time, and a
 time measured on another CPU model says little about this one: an AMD EPYC's record for a
@@ -38,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kompile.storage import ObjectStore, S3Location, StorageError
-from kompile_compiler import fastmath, folding, layout, rewrites, winograd
+from kompile_compiler import fastmath, folding, intrinsics, layout, rewrites, winograd
 from kompile_compiler.targets import host_cpu
 
 SHIPPED = Path(__file__).parent / "records"
@@ -129,12 +131,38 @@ class RecordCache:
         return str(path)
 
 
+def narrower_keys(tvm_target: dict) -> list[str]:
+    """The shipped record folders of instruction sets `tvm_target`'s CPU runs too, widest first:
+    `x86-avx512-bf16` (cooperlake) runs what was tuned for `skylake-avx512` and `core-avx2`.
+    A schedule is valid on every CPU with the instructions it uses; it may not be the best there."""
+    from kompile_compiler import targets
+
+    mcpu = tvm_target.get("mcpu")
+    if tvm_target.get("kind") != "llvm" or not mcpu or tvm_target.get("mattr") or not SHIPPED.is_dir():
+        return []
+    own, prefix = target_key(tvm_target), target_key({**tvm_target, "mcpu": ""}) + "-"
+    features = targets.isa_features(mcpu)
+    found = []
+    for folder in SHIPPED.iterdir():
+        other = folder.name.removeprefix(prefix)
+        if folder.name != own and folder.name.startswith(prefix) and (theirs := targets.isa_features(other)):
+            if theirs < features:
+                found.append((len(theirs), folder.name))
+    return [name for _, name in sorted(found, reverse=True)]
+
+
 def gather(
-    work_dir: Path, key: str, cache: RecordCache | None, progress: Progress, wanted: set[str] | None = None
+    work_dir: Path,
+    key: str,
+    cache: RecordCache | None,
+    progress: Progress,
+    wanted: set[str] | None = None,
+    narrower: list[str] = (),
 ) -> int:
     """Merge the shipped and the cached records for `key` into the database in `work_dir`:
     only those for the workloads in `wanted` (from `workloads`; None: all), and for a kernel
-    that records measured on this CPU model cover, only those."""
+    that records measured on this CPU model cover, only those. The shipped records of the
+    `narrower` keys (`narrower_keys`) fill in the kernels `key`'s own leave without a record."""
     from tvm.s_tir import meta_schedule as ms
 
     if (work_dir / GATHERED).exists():
@@ -157,6 +185,13 @@ def gather(
             bundles.append(_only(body, wanted))
         except Exception as err:  # noqa: BLE001 - a damaged bundle is skipped, never fatal
             progress(f"skipped a damaged tuning record bundle: {str(err)[:200]}")
+    covered = {json.loads(line)[0] for b in bundles for line in b["workloads"]}
+    for other in narrower:
+        for path in sorted((SHIPPED / other).glob("*.json")):
+            with_these = _only(json.loads(path.read_bytes()), wanted, skip=covered)
+            if with_these["workloads"]:
+                bundles.append(with_these)
+        covered |= {json.loads(line)[0] for b in bundles for line in b["workloads"]}
     here = host_cpu()
     ours = [b for b in bundles if b.get("cpu") == here]
     covered = {json.loads(line)[0] for b in ours for line in b["workloads"]}
@@ -395,6 +430,7 @@ def schedule(mod, target, work_dir: Path, trials: int, max_trials_per_task: int 
         if _workload(func) in recorded:
             chosen.update_func(gv, func)
             report.settled.add(gv.name_hint)
+    intrinsics.register()  # a record's trace may tensorize with them
     with target, database:
         tuned = relax.transform.MetaScheduleApplyDatabase()(chosen)
     # A kernel a record covers comes back rewritten by the record's schedule.
@@ -453,7 +489,9 @@ def _tune(mod, target, work_dir: Path, trials: int, per_task: int, kernels: set[
     for handler in [h for h in meta_logger.handlers if h.get_name() is None]:
         meta_logger.removeHandler(handler)
     tasks = [t for t in ms.relax_integration.extract_tasks(mod, target) if not kernels or t.task_name in kernels]
-    contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(tasks, work_dir=str(work_dir))
+    contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
+        tasks, work_dir=str(work_dir), space=search_space(target)
+    )
     ms.tune_tasks(
         tasks=contexts,
         task_weights=weights,
@@ -465,6 +503,27 @@ def _tune(mod, target, work_dir: Path, trials: int, per_task: int, kernels: set[
         builder=ms.builder.LocalBuilder(f_build=_build_candidate, timeout_sec=BUILD_TIMEOUT),
         measure_callbacks=[*ms.MeasureCallback.create("default"), _progress_callback(trials, progress)],
     )
+
+
+def search_space(target):
+    """TVM's LLVM design space, plus tiling onto the tensor intrinsics `target` has (`intrinsics`):
+    the intrinsic's rule first, so a kernel it fits is tiled for it, and plain multi-level
+    tiling for every kernel it does not fit (TVM's own VNNI space is built the same way)."""
+    from tvm.s_tir import meta_schedule as ms
+
+    names = intrinsics.for_target(target)
+    if not names:
+        return "post-order-apply"
+    intrinsics.register()
+    rules = list(ms.ScheduleRule.create("llvm"))
+    tiling = next(i for i, rule in enumerate(rules) if type(rule) is ms.schedule_rule.MultiLevelTiling)
+    rules[tiling:tiling] = [intrinsics.tiling_rule(name) for name in names]
+    postprocs = [
+        intrinsics.layout_rewrite_unless_packed() if type(p) is ms.postproc.RewriteLayout else p
+        for p in ms.Postproc.create("llvm")
+    ]
+    postprocs += [intrinsics.unroll_around_intrinsics(), ms.postproc.RewriteTensorize(vectorize_init_loop=True)]
+    return ms.space_generator.PostOrderApply(sch_rules=rules, postprocs=postprocs, mutator_probs="llvm")
 
 
 def _build_candidate(mod, target, _params):

@@ -212,6 +212,35 @@ def test_records_are_kept_apart_per_instruction_set():
     assert not tuning.tunable({"kind": "cuda", "arch": "sm_80"})
 
 
+def test_a_wider_instruction_set_runs_the_records_of_the_narrower_ones():
+    x86 = {"kind": "llvm", "mtriple": "x86_64-linux-gnu"}
+    avx512, avx2 = "llvm-x86_64-linux-gnu-skylake-avx512", "llvm-x86_64-linux-gnu-core-avx2"
+    assert tuning.narrower_keys({**x86, "mcpu": "cooperlake"})[:2] == [avx512, avx2]  # widest first
+    assert tuning.narrower_keys({**x86, "mcpu": "skylake-avx512"}) == [avx2]
+    assert tuning.narrower_keys({**x86, "mcpu": "core-avx2"}) == []
+    assert tuning.narrower_keys({**x86, "mcpu": "cooperlake", "mattr": ["-avx512f"]}) == []  # not worked out
+    assert tuning.narrower_keys({"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mcpu": "neoverse-v1"}) == []
+
+
+def test_narrower_records_fill_in_only_the_kernels_the_targets_own_lack(tmp_path, monkeypatch):
+    """A target's own records for a kernel are the ones tuned for its instructions: the
+    narrower set's records for that kernel stay out, those for other kernels come in."""
+    real = json.loads((tuning.SHIPPED / "llvm-x86_64-linux-gnu-skylake-avx512" / "squeezenet.3.json").read_bytes())
+    kernels = [json.loads(line)[0] for line in real["workloads"]]
+    own = tuning._only(real, set(kernels[:1]))
+    shipped = tmp_path / "records"
+    for key, body in (("own-key", own), ("narrow-key", real)):
+        (shipped / key).mkdir(parents=True)
+        (shipped / key / "squeezenet.json").write_text(json.dumps(body))
+    monkeypatch.setattr(tuning, "SHIPPED", shipped)
+    (tmp_path / "alone").mkdir()
+    (tmp_path / "filled").mkdir()
+    assert tuning.gather(tmp_path / "alone", "own-key", None, print) == len(own["records"])
+    filled = tuning.gather(tmp_path / "filled", "own-key", None, print, narrower=["narrow-key"])
+    from_narrower = len(tuning._only(real, None, skip=set(kernels[:1]))["records"])
+    assert from_narrower > 0 and filled == len(own["records"]) + from_narrower
+
+
 @pytest.mark.parametrize(
     "target, framework, match",
     [

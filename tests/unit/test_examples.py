@@ -27,6 +27,7 @@ def test_catalog_covers_the_reference_targets():
         "x86-generic",
         "x86-avx2",
         "x86-avx512",
+        "x86-avx512-bf16",
         "x86-sapphirerapids",
         "arm64-graviton3",
         "nvidia-sm80",

@@ -1,0 +1,167 @@
+"""The AVX512-BF16 dot-product intrinsic: which targets get it, the kernels it fits, that it
+computes what the kernel computes, and that tuning a BF16 model for such a target puts
+`vdpbf16ps` in the artifact.
+
+The runs need a CPU with AVX512-BF16 (this project's AMD EPYC has it); elsewhere they skip.
+"""
+
+import subprocess
+
+import numpy as np
+import pytest
+
+from kompile.api import Precision
+from kompile_compiler import intrinsics, packaging, targets, tuning
+from tests.compiler import models
+from tests.compiler.models import compile_onnx
+
+BF16_CPU = pytest.mark.skipif(
+    "avx512bf16" not in targets.host_cpu_flags(), reason="this CPU has no AVX512-BF16 (vdpbf16ps)"
+)
+
+
+def _target(mcpu: str, **extra):
+    import tvm
+
+    return tvm.target.Target({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": mcpu, **extra})
+
+
+@pytest.mark.parametrize(
+    ("mcpu", "mattr", "has"),
+    [
+        ("cooperlake", None, True),
+        ("sapphirerapids", None, True),
+        ("znver4", None, True),
+        ("skylake-avx512", None, False),
+        ("core-avx2", None, False),
+        ("cooperlake", ["-avx512bf16"], False),  # a VM that hides the feature
+    ],
+)
+def test_the_intrinsic_is_offered_where_the_cpu_has_the_instruction(mcpu, mattr, has):
+    target = _target(mcpu, **({"mattr": mattr} if mattr else {}))
+    assert intrinsics.for_target(target) == ([intrinsics.BF16_DOT_16x2] if has else [])
+    assert (tuning.search_space(target) == "post-order-apply") is not has
+
+
+def _matmul(k: int, n: int, dtype="bfloat16", m: int = 4, constant_weights=True):
+    """A TE matmul C[m, n] = sum_k float(A[m, k]) * float(W[k, n]), W layout-free (a constant),
+    as a schedule on its only block."""
+    import tvm
+    from tvm import s_tir, te
+
+    a = te.placeholder((m, k), dtype, name="a")
+    w = te.placeholder((k, n), dtype, name="w")
+    r = te.reduce_axis((0, k), "r")
+    c = te.compute((m, n), lambda i, j: te.sum(a[i, r].astype("float32") * w[r, j].astype("float32"), axis=r), name="c")
+    func = te.create_prim_func([a, w, c])
+    if constant_weights:
+        func = func.with_attr("layout_free_buffers", [1])
+    sch = s_tir.Schedule(tvm.IRModule({"main": func}))
+    return sch, sch.get_sblock("c")
+
+
+def _conv_nhwc(ci: int, co: int):
+    import tvm
+    from tvm import s_tir, te
+
+    x = te.placeholder((1, 8, 8, ci), "bfloat16", name="x")
+    w = te.placeholder((3, 3, ci, co), "bfloat16", name="w")
+    rh, rw, rc = te.reduce_axis((0, 3), "rh"), te.reduce_axis((0, 3), "rw"), te.reduce_axis((0, ci), "rc")
+    y = te.compute(
+        (1, 6, 6, co),
+        lambda n, h, v, o: te.sum(
+            x[n, h + rh, v + rw, rc].astype("float32") * w[rh, rw, rc, o].astype("float32"), axis=[rh, rw, rc]
+        ),
+        name="y",
+    )
+    func = te.create_prim_func([x, w, y]).with_attr("layout_free_buffers", [1])
+    sch = s_tir.Schedule(tvm.IRModule({"main": func}))
+    return sch, sch.get_sblock("y")
+
+
+def test_the_weights_it_packs_are_found_in_a_matmul_and_a_nhwc_convolution():
+    # (read index, n dim, k dim, rank): W[k, n] and W[kh, kw, ci, co]
+    assert intrinsics._bf16_dot_weight(*_matmul(64, 32)) == (1, 1, 0, 2)
+    assert intrinsics._bf16_dot_weight(*_conv_nhwc(16, 32)) == (1, 3, 2, 4)
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        lambda: _matmul(64, 32, dtype="float32"),  # FP32: nothing to pack
+        lambda: _matmul(64, 32, constant_weights=False),  # attention's Q K^T: no weights to repack
+        lambda: _matmul(64, 24),  # 24 outputs: not whole groups of 16
+        lambda: _matmul(63, 32),  # an odd reduction: not whole pairs
+        lambda: _conv_nhwc(3, 32),  # an image's 3 channels: the first convolution of a CNN
+    ],
+)
+def test_kernels_it_does_not_fit_are_left_to_the_other_rules(case):
+    sch, block = case()
+    assert intrinsics._bf16_dot_weight(sch, block) is None
+    before = sch.mod
+    assert intrinsics.tiling_rule(intrinsics.BF16_DOT_16x2).apply(sch, block)[0].mod.same_as(before)
+
+
+@BF16_CPU
+def test_the_intrinsic_computes_the_bf16_matmul():
+    """Weights packed [n/16, k/2, 16, 2] and tensorized by hand: the result is the float32 sum of
+    bf16 products, within float32 rounding of numpy's."""
+    import ml_dtypes
+    import tvm
+    from tvm import s_tir, te
+
+    m, n, k = 8, 64, 96
+    intrinsics.register()
+    a = te.placeholder((m, k), "bfloat16", name="a")
+    w = te.placeholder((n // 16, k // 2, 16, 2), "bfloat16", name="w")
+    r = te.reduce_axis((0, k), "r")
+    c = te.compute(
+        (m, n),
+        lambda i, j: te.sum(a[i, r].astype("float32") * w[j // 16, r // 2, j % 16, r % 2].astype("float32"), axis=r),
+        name="c",
+    )
+    sch = s_tir.Schedule(te.create_prim_func([a, w, c]))
+    block = sch.get_sblock("c")
+    i, j, kk = sch.get_loops(block)
+    jo, ji = sch.split(j, [None, 16])
+    ko, ki = sch.split(kk, [None, 2])
+    sch.reorder(i, jo, ko, ji, ki)
+    sch.parallel(i)
+    sch.decompose_reduction(block, ko)
+    sch.tensorize(ji, intrinsics.BF16_DOT_16x2)
+    lib = tvm.compile(sch.mod, target=_target(targets.host_cpu()))
+    assert "vdpbf16ps" in lib.mod.inspect_source("asm")
+
+    rng = np.random.default_rng(0)
+    an = rng.standard_normal((m, k)).astype(ml_dtypes.bfloat16)
+    wn = rng.standard_normal((k, n)).astype(ml_dtypes.bfloat16)
+    packed = np.ascontiguousarray(wn.T.reshape(n // 16, 16, k // 2, 2).transpose(0, 2, 1, 3))
+    dev = tvm.cpu()
+    out = tvm.runtime.tensor(np.zeros((m, n), "float32"), dev)
+    lib(tvm.runtime.tensor(an, dev), tvm.runtime.tensor(packed, dev), out)
+    expected = an.astype("float32") @ wn.astype("float32")
+    np.testing.assert_allclose(out.numpy(), expected, rtol=1e-5, atol=1e-4)
+
+
+@BF16_CPU
+def test_a_tuned_bf16_compile_multiplies_with_vdpbf16ps(tmp_path):
+    """A few trials on the dense layer, for this CPU: the record MetaSchedule keeps tensorizes
+    with the intrinsic, the compile applies it and repacks the weights, and the artifact passes
+    the BF16 parity gate against onnxruntime's FP32. Before the intrinsic the kernel had no
+    vdpbf16ps at all."""
+    model = models.dense(tmp_path / "dense.onnx")
+    _, manifest = compile_onnx(
+        model,
+        {"x": [4, 64]},
+        tmp_path / "work",
+        trials=8,
+        max_trials_per_task=8,
+        precision=Precision.BF16,
+        output_dir=tmp_path / "artifact",
+    )
+    assert manifest["tuning"]["kernelsFromRecords"] >= 1, manifest["tuning"]
+    assert manifest["parity"]["rtol"] == 5e-2  # BF16's gate, which the compile passed (it raises otherwise)
+    code = subprocess.run(
+        ["objdump", "-d", str(tmp_path / "artifact" / packaging.LIBRARY)], capture_output=True, text=True, check=True
+    ).stdout
+    assert "vdpbf16ps" in code
