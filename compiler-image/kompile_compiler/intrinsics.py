@@ -23,6 +23,7 @@ LANES, PAIR = 16, 2  # 16 float32 accumulators, each adding a pair of bf16 produ
 FEATURE = "avx512bf16"
 PREPROC = "meta_schedule.layout_rewrite_preproc"  # marks a weight-repacking block
 AUTO_TENSORIZE = "meta_schedule.auto_tensorize"  # marks a block RewriteTensorize will tensorize
+NO_INLINE = ("meta_schedule.inline_rule", "disable")  # keeps AutoInline off a block
 
 _LLVM_IR = """
 define linkonce_odr <16 x float> @kompile_dpbf16ps(<16 x float> %acc, ptr %a, ptr %b) alwaysinline {
@@ -132,6 +133,12 @@ def tiling_rule(name: str):
             cache = packed.cache_read(block, index, "global")
             packed.annotate(cache, PREPROC, True)
             packed.transform_layout(block, ("read", index), _pair_layout(n_dim, k_dim, ndim))
+            # A padded convolution's padding, inlined into it, would make its reads a select
+            # the intrinsic does not match: the padding stays a block of its own, which
+            # RandomComputeLocation may still compute inside the convolution's tiles.
+            for producer in packed.get_producers(block):
+                if PREPROC not in packed.get(producer).annotations:
+                    packed.annotate(producer, NO_INLINE[0], NO_INLINE[1])
             return list(self.tiling.apply(packed, block))
 
         def clone(self):

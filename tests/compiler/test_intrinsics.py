@@ -60,17 +60,28 @@ def _matmul(k: int, n: int, dtype="bfloat16", m: int = 4, constant_weights=True)
     return sch, sch.get_sblock("c")
 
 
-def _conv_nhwc(ci: int, co: int):
+def _conv_nhwc(ci: int, co: int, padded=False):
+    """A 3x3 NHWC convolution with layout-free HWIO weights, as Relax legalizes one (its
+    padding a stage of its own), as a schedule on its convolution block."""
     import tvm
-    from tvm import s_tir, te
+    from tvm import s_tir, te, tirx
 
     x = te.placeholder((1, 8, 8, ci), "bfloat16", name="x")
     w = te.placeholder((3, 3, ci, co), "bfloat16", name="w")
+    source, size = x, 6
+    if padded:
+        inside = lambda h, v: tirx.all(h >= 1, h < 9, v >= 1, v < 9)  # noqa: E731
+        source = te.compute(
+            (1, 10, 10, ci),
+            lambda n, h, v, c: tirx.if_then_else(inside(h, v), x[n, h - 1, v - 1, c], tirx.const(0, "bfloat16")),
+            name="pad",
+        )
+        size = 8
     rh, rw, rc = te.reduce_axis((0, 3), "rh"), te.reduce_axis((0, 3), "rw"), te.reduce_axis((0, ci), "rc")
     y = te.compute(
-        (1, 6, 6, co),
+        (1, size, size, co),
         lambda n, h, v, o: te.sum(
-            x[n, h + rh, v + rw, rc].astype("float32") * w[rh, rw, rc, o].astype("float32"), axis=[rh, rw, rc]
+            source[n, h + rh, v + rw, rc].astype("float32") * w[rh, rw, rc, o].astype("float32"), axis=[rh, rw, rc]
         ),
         name="y",
     )
@@ -100,6 +111,24 @@ def test_kernels_it_does_not_fit_are_left_to_the_other_rules(case):
     assert intrinsics._bf16_dot_weight(sch, block) is None
     before = sch.mod
     assert intrinsics.tiling_rule(intrinsics.BF16_DOT_16x2).apply(sch, block)[0].mod.same_as(before)
+
+
+@pytest.mark.parametrize("case", [lambda: _matmul(64, 32), lambda: _conv_nhwc(16, 32, padded=True)])
+def test_the_design_spaces_of_a_kernel_it_fits_are_tensorized(case):
+    """MetaSchedule's design spaces for the target, through its postprocessors, call the
+    intrinsic. A padded convolution's too: its padding, inlined into it, would not match (none
+    did). One may still not: RandomComputeLocation can put the padding inside the 16 x 2 tile."""
+    from tvm.s_tir import meta_schedule as ms
+
+    sch, _ = case()
+    target = _target("cooperlake", **{"num-cores": 2})
+    context = ms.TuneContext(mod=sch.mod, target=target, space_generator=tuning.search_space(target), task_name="t")
+    spaces = context.space_generator.generate_design_space(sch.mod)
+    tensorized = 0
+    for space in spaces:
+        assert all(postproc.apply(space) for postproc in context.space_generator.postprocs)
+        tensorized += "kompile_dpbf16ps" in space.mod.script()
+    assert tensorized >= len(spaces) - 1 >= 1
 
 
 @BF16_CPU
