@@ -148,8 +148,8 @@ def tiling_rule(name: str):
 
 
 def layout_rewrite_unless_packed():
-    """MetaSchedule's RewriteLayout, but for kernels whose weights `pack_weights_rule` laid out
-    (it would lay the already-rewritten weights out a second time, and fails on them)."""
+    """MetaSchedule's RewriteLayout, but for kernels whose weights `tiling_rule` laid out (it
+    would lay the already-rewritten weights out a second time, and fails on them)."""
     from tvm.ir.utils import derived_object
     from tvm.s_tir import meta_schedule as ms
     from tvm.s_tir.meta_schedule.postproc import PyPostproc
@@ -215,6 +215,8 @@ def _pair_layout(n_dim: int, k_dim: int, ndim: int):
         n, k = index[n_dim], index[k_dim]
         return [n // LANES, *rest, k // PAIR, n % LANES, k % PAIR]
 
+    # int32 indices: an int64 map failed TVM's iterator analysis on int32-shaped weights, and
+    # an int32 one serves Relax's int64 shapes too.
     return IndexMap.from_func(mapping, ndim=ndim, index_dtype="int32")
 
 
@@ -237,7 +239,7 @@ def _bf16_dot_weight(sch, block):
     func = sch.mod["main"]  # a tuning task is one kernel
     free = [func.params[int(i)] for i in (func.attrs or {}).get("layout_free_buffers", [])]
     weights = [x for x in loads if any(x.source.same_as(p) for p in free)]  # TVM 0.27: a param is its buffer
-    data = [x for x in loads if x not in weights]
+    data = [x for x in loads if not any(x.same_as(w) for w in weights)]
     if len(weights) != 1 or len(data) != 1:
         return None
     weight, activation = weights[0], data[0]

@@ -131,45 +131,87 @@ def test_the_design_spaces_of_a_kernel_it_fits_are_tensorized(case):
     assert tensorized >= len(spaces) - 1 >= 1
 
 
-@BF16_CPU
-def test_the_intrinsic_computes_the_bf16_matmul():
-    """Weights packed [n/16, k/2, 16, 2] and tensorized by hand: the result is the float32 sum of
-    bf16 products, within float32 rounding of numpy's."""
-    import ml_dtypes
-    import tvm
+M, N, K = 8, 64, 96
+
+
+def _packed_matmul():
+    """C[m, n] = sum_k float(A[m, k]) * float(W[n/16, k/2, n%16, k%2]): the weights in the pairs
+    the intrinsic reads, tiled for it by hand; the schedule and its blockized 16 x 2 block."""
     from tvm import s_tir, te
 
-    m, n, k = 8, 64, 96
-    intrinsics.register()
-    a = te.placeholder((m, k), "bfloat16", name="a")
-    w = te.placeholder((n // 16, k // 2, 16, 2), "bfloat16", name="w")
-    r = te.reduce_axis((0, k), "r")
+    a = te.placeholder((M, K), "bfloat16", name="a")
+    w = te.placeholder((N // 16, K // 2, 16, 2), "bfloat16", name="w")
+    r = te.reduce_axis((0, K), "r")
     c = te.compute(
-        (m, n),
+        (M, N),
         lambda i, j: te.sum(a[i, r].astype("float32") * w[j // 16, r // 2, j % 16, r % 2].astype("float32"), axis=r),
         name="c",
     )
     sch = s_tir.Schedule(te.create_prim_func([a, w, c]))
-    block = sch.get_sblock("c")
-    i, j, kk = sch.get_loops(block)
+    i, j, k = sch.get_loops(sch.get_sblock("c"))
     jo, ji = sch.split(j, [None, 16])
-    ko, ki = sch.split(kk, [None, 2])
-    sch.reorder(i, jo, ko, ji, ki)
-    sch.parallel(i)
-    sch.decompose_reduction(block, ko)
-    sch.tensorize(ji, intrinsics.BF16_DOT_16x2)
-    lib = tvm.compile(sch.mod, target=_target(targets.host_cpu()))
-    assert "vdpbf16ps" in lib.mod.inspect_source("asm")
+    ko, ki = sch.split(k, [None, 2])
+    sch.reorder(i, ko, jo, ji, ki)
+    return sch, sch.blockize(ji), (i, ko, jo)
+
+
+def _run(lib):
+    import ml_dtypes
+    import tvm
 
     rng = np.random.default_rng(0)
-    an = rng.standard_normal((m, k)).astype(ml_dtypes.bfloat16)
-    wn = rng.standard_normal((k, n)).astype(ml_dtypes.bfloat16)
-    packed = np.ascontiguousarray(wn.T.reshape(n // 16, 16, k // 2, 2).transpose(0, 2, 1, 3))
+    an = rng.standard_normal((M, K)).astype(ml_dtypes.bfloat16)
+    wn = rng.standard_normal((K, N)).astype(ml_dtypes.bfloat16)
+    packed = np.ascontiguousarray(wn.T.reshape(N // 16, 16, K // 2, 2).transpose(0, 2, 1, 3))
     dev = tvm.cpu()
-    out = tvm.runtime.tensor(np.zeros((m, n), "float32"), dev)
+    out = tvm.runtime.tensor(np.zeros((M, N), "float32"), dev)
     lib(tvm.runtime.tensor(an, dev), tvm.runtime.tensor(packed, dev), out)
-    expected = an.astype("float32") @ wn.astype("float32")
-    np.testing.assert_allclose(out.numpy(), expected, rtol=1e-5, atol=1e-4)
+    return out.numpy(), an.astype("float32") @ wn.astype("float32")
+
+
+@BF16_CPU
+def test_the_intrinsic_computes_the_bf16_matmul():
+    """Tensorized by hand: the result is the float32 sum of bf16 products, within float32
+    rounding of numpy's."""
+    import tvm
+
+    intrinsics.register()
+    sch, block, (i, ko, _) = _packed_matmul()
+    sch.parallel(i)
+    sch.decompose_reduction(block, ko)
+    sch.tensorize(block, intrinsics.BF16_DOT_16x2)
+    lib = tvm.compile(sch.mod, target=_target(targets.host_cpu()))
+    assert "vdpbf16ps" in lib.mod.inspect_source("asm")
+    got, expected = _run(lib)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4)
+
+
+def test_a_loop_of_intrinsic_calls_is_unrolled_not_vectorized():
+    """MetaSchedule vectorizes the innermost spatial loops, here the one around the 16-lane
+    intrinsic, and TVM's VectorizeLoop cannot build that: the postprocessor unrolls it first."""
+    import tvm
+    from tvm.s_tir import meta_schedule as ms
+
+    intrinsics.register()
+    target = _target("cooperlake")
+    built = {}
+    for unrolled in (False, True):
+        sch, block, (_, _, jo) = _packed_matmul()
+        sch.annotate(block, intrinsics.AUTO_TENSORIZE, intrinsics.BF16_DOT_16x2)
+        sch.vectorize(jo)
+        postprocs = [ms.postproc.RewriteReductionBlock(), ms.postproc.RewriteTensorize(vectorize_init_loop=True)]
+        if unrolled:
+            postprocs.insert(1, intrinsics.unroll_around_intrinsics())
+        assert all(p.apply(sch) for p in postprocs)
+        try:
+            built[unrolled] = tvm.compile(sch.mod, target=target)
+        except tvm.error.InternalError as err:
+            built[unrolled] = str(err)
+    assert "Cannot broadcast" in built[False]
+    assert "vdpbf16ps" in built[True].mod.inspect_source("asm")
+    if "avx512bf16" in targets.host_cpu_flags():
+        got, expected = _run(built[True])
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4)
 
 
 @BF16_CPU
