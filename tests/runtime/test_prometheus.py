@@ -21,6 +21,11 @@ from tests.integration.conftest import eventually
 from tests.runtime.conftest import free_port
 
 REQUESTS = 12
+# Seconds of steady load: longer than the rate window the figures are taken over (RATE_WINDOW),
+# so the peak rate is a rate under load; a burst shorter than one scrape made the peak CPU rate
+# come out below the window's average (CI, session 17).
+LOAD_SECONDS = 6
+RATE_WINDOW = "4s"  # four scrape intervals
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +73,7 @@ def prometheus(served_squeezenet, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def load(served_squeezenet, prometheus):
-    """REQUESTS inferences and two bad requests, with scrapes before and after."""
+    """LOAD_SECONDS of inferences (REQUESTS at least) and two bad requests, with scrapes before and after."""
     import tritonclient.http as triton
 
     server, _, _ = served_squeezenet
@@ -77,8 +82,10 @@ def load(served_squeezenet, prometheus):
     x.set_data_from_numpy(np.random.default_rng(0).random((1, 3, 224, 224), dtype=np.float32), binary_data=True)
     eventually(lambda: prometheus.query('up{endpoint="squeezenet"} == 1'), timeout=30, message="a first scrape")
     start = time.time()
-    for _ in range(REQUESTS):
+    sent = 0
+    while sent < REQUESTS or time.time() < start + LOAD_SECONDS:
         client.infer("squeezenet", [x])
+        sent += 1
     for _ in range(2):
         httpx.post(f"{server.url}/v2/models/squeezenet/infer", content=b"{not json")
     time.sleep(3)  # three more scrapes
@@ -86,7 +93,9 @@ def load(served_squeezenet, prometheus):
 
 
 def test_max_invocations_latency_and_resources_come_from_prometheus(prometheus, load, served_squeezenet):
-    figures = prometheus.endpoint_figures("recommender-test", "squeezenet", load, percentile=0.5, rate_window="10s")
+    figures = prometheus.endpoint_figures(
+        "recommender-test", "squeezenet", load, percentile=0.5, rate_window=RATE_WINDOW
+    )
     _, _, result = served_squeezenet
     assert figures.max_invocations > 0
     # The peak per-minute rate cannot exceed what the server can do: one inference at a time.
