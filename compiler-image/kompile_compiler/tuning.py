@@ -140,14 +140,16 @@ def narrower_keys(tvm_target: dict) -> list[str]:
     mcpu = tvm_target.get("mcpu")
     if tvm_target.get("kind") != "llvm" or not mcpu or tvm_target.get("mattr") or not SHIPPED.is_dir():
         return []
-    own, prefix = target_key(tvm_target), target_key({**tvm_target, "mcpu": ""}) + "-"
+    prefix = target_key({**tvm_target, "mcpu": ""}) + "-"
     features = targets.isa_features(mcpu)
     found = []
     for folder in SHIPPED.iterdir():
-        other = folder.name.removeprefix(prefix)
-        if folder.name != own and folder.name.startswith(prefix) and (theirs := targets.isa_features(other)):
-            if theirs < features:
-                found.append((len(theirs), folder.name))
+        if not folder.name.startswith(prefix):
+            continue
+        # A strict subset: never the target's own folder, nor one of an unknown CPU (no features).
+        theirs = targets.isa_features(folder.name.removeprefix(prefix))
+        if theirs and theirs < features:
+            found.append((len(theirs), folder.name))
     return [name for _, name in sorted(found, reverse=True)]
 
 
@@ -185,16 +187,15 @@ def gather(
             bundles.append(_only(body, wanted))
         except Exception as err:  # noqa: BLE001 - a damaged bundle is skipped, never fatal
             progress(f"skipped a damaged tuning record bundle: {str(err)[:200]}")
-    covered = {json.loads(line)[0] for b in bundles for line in b["workloads"]}
     for other in narrower:
+        have = _covered(bundles)  # by the wider sets' records
         for path in sorted((SHIPPED / other).glob("*.json")):
-            with_these = _only(json.loads(path.read_bytes()), wanted, skip=covered)
+            with_these = _only(json.loads(path.read_bytes()), wanted, skip=have)
             if with_these["workloads"]:
                 bundles.append(with_these)
-        covered |= {json.loads(line)[0] for b in bundles for line in b["workloads"]}
     here = host_cpu()
     ours = [b for b in bundles if b.get("cpu") == here]
-    covered = {json.loads(line)[0] for b in ours for line in b["workloads"]}
+    covered = _covered(ours)
     others = [_only(b, None, skip=covered) for b in bundles if b.get("cpu") != here]
     database = ms.database.JSONDatabase(work_dir=str(work_dir))
     for body in ours + others:
@@ -205,6 +206,11 @@ def gather(
     records = database.get_all_tuning_records()
     (work_dir / GATHERED).write_text(json.dumps(sorted({_identity(rec) for rec in records})))
     return len(records)
+
+
+def _covered(bundles: list[dict]) -> set[str]:
+    """The workloads `bundles` have records for."""
+    return {json.loads(line)[0] for b in bundles for line in b["workloads"]}
 
 
 def workloads(mod) -> set[str]:
