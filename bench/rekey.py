@@ -93,8 +93,8 @@ def rekey(path: Path, mapping: dict, target) -> int:
     with tempfile.TemporaryDirectory() as source_dir, tempfile.TemporaryDirectory() as out_dir:
         for field, file in tuning.PARTS.items():
             Path(source_dir, file).write_text("".join(line + "\n" for line in body[field]))
-        source = ms.database.JSONDatabase(work_dir=source_dir, allow_missing=False)
-        out = ms.database.JSONDatabase(work_dir=out_dir)
+        source = tuning.open_database(work_dir=source_dir, allow_missing=False)
+        out = tuning.open_database(work_dir=out_dir)
         for rec in source.get_all_tuning_records():
             mod = mapping.get(str(tvm_ffi.structural_hash(rec.workload.mod)))
             if mod is not None:

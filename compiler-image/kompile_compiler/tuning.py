@@ -165,12 +165,11 @@ def gather(
     only those for the workloads in `wanted` (from `workloads`; None: all), and for a kernel
     that records measured on this CPU model cover, only those. The shipped records of the
     `narrower` keys (`narrower_keys`) fill in the kernels `key`'s own leave without a record."""
-    from tvm.s_tir import meta_schedule as ms
 
     if (work_dir / GATHERED).exists():
         # Gathered already, by the compile that timed the kernels before tuning: merging the
         # same bundles again would read the cache twice and store every record twice.
-        return len(ms.database.JSONDatabase(work_dir=str(work_dir)))
+        return len(open_database(work_dir=str(work_dir)))
     sources = [p.read_bytes() for p in sorted((SHIPPED / key).glob("*.json"))]
     if cache is not None:
         try:
@@ -197,7 +196,7 @@ def gather(
     ours = [b for b in bundles if b.get("cpu") == here]
     covered = _covered(ours)
     others = [_only(b, None, skip=covered) for b in bundles if b.get("cpu") != here]
-    database = ms.database.JSONDatabase(work_dir=str(work_dir))
+    database = open_database(work_dir=str(work_dir))
     for body in ours + others:
         try:
             _merge(body, database)
@@ -261,13 +260,23 @@ def _identity(rec) -> str:
     return f"{tvm_ffi.structural_hash(rec.workload.mod)}:{[float(s) for s in rec.run_secs or []]}"
 
 
+def open_database(work_dir, **options):
+    """The MetaSchedule JSON database in `work_dir`, with the intrinsics its traces may name
+    registered first: a trace that tensorizes with one TVM does not know fails to parse, and
+    the bundle holding it would be dropped whole."""
+    from tvm.s_tir import meta_schedule as ms
+
+    intrinsics.register()
+    return ms.database.JSONDatabase(work_dir=work_dir, **options)
+
+
 def _merge(bundle: dict, into) -> None:
     from tvm.s_tir import meta_schedule as ms
 
     with tempfile.TemporaryDirectory() as tmp:
         for field_name, file in PARTS.items():
             Path(tmp, file).write_text("".join(line + "\n" for line in bundle[field_name]))
-        source = ms.database.JSONDatabase(work_dir=tmp, allow_missing=False)
+        source = open_database(work_dir=tmp, allow_missing=False)
         for rec in source.get_all_tuning_records():
             workload = into.commit_workload(rec.workload.mod)
             into.commit_tuning_record(ms.database.TuningRecord(rec.trace, workload, rec.run_secs, rec.target))
@@ -284,7 +293,7 @@ def bundle(work_dir: Path, key: str) -> bytes:
 
     gathered = set(json.loads((work_dir / GATHERED).read_text())) if (work_dir / GATHERED).exists() else set()
     best: dict[int, tuple[float, object]] = {}
-    for rec in ms.database.JSONDatabase(work_dir=str(work_dir)).get_all_tuning_records():
+    for rec in open_database(work_dir=str(work_dir)).get_all_tuning_records():
         secs = [float(s) for s in rec.run_secs or []]
         if not secs or min(secs) >= FAILED_RUN or _identity(rec) in gathered:
             continue
@@ -293,7 +302,7 @@ def bundle(work_dir: Path, key: str) -> bytes:
         if shash not in best or mean < best[shash][0]:
             best[shash] = (mean, rec)
     with tempfile.TemporaryDirectory() as tmp:
-        out = ms.database.JSONDatabase(work_dir=tmp)
+        out = open_database(work_dir=tmp)
         for _, rec in best.values():
             workload = out.commit_workload(rec.workload.mod)
             out.commit_tuning_record(ms.database.TuningRecord(rec.trace, workload, rec.run_secs, rec.target))
@@ -357,14 +366,13 @@ def choose(prepared: Prepared, work_dir: Path, use_winograd: bool | None = None)
     `use_winograd` None, those whose Winograd kernels the records in `work_dir`'s database time
     faster than their direct kernels; True: all that can be (to tune them); False: none. A
     tuning compile tunes what this gives, so it explores Winograd kernels only when asked."""
-    from tvm.s_tir import meta_schedule as ms
 
     if use_winograd is False or not prepared.winograd_keys:
         return prepared.direct, frozenset()
     candidate = prepared.fused(prepared.winograd_keys)
     if use_winograd:
         return candidate, prepared.winograd_keys
-    best = _best_times(ms.database.JSONDatabase(work_dir=str(work_dir)))
+    best = _best_times(open_database(work_dir=str(work_dir)))
     direct_time, candidate_time = _kernel_times(prepared.direct, best), _kernel_times(candidate, best)
     direct_calls, candidate_calls = _calls(prepared.direct), _calls(candidate)
     if len(direct_calls) != len(candidate_calls):
@@ -417,12 +425,11 @@ def schedule(mod, target, work_dir: Path, trials: int, max_trials_per_task: int 
     """
     import tvm_ffi
     from tvm import relax
-    from tvm.s_tir import meta_schedule as ms
 
     from kompile_compiler import schedules
 
     report = Report(trials=trials, tuned_kernels=list(kernels))
-    database = ms.database.JSONDatabase(work_dir=str(work_dir))
+    database = open_database(work_dir=str(work_dir))
     report.records_available = len(database)
     report.kernels = len(_kernels(mod))
     free = layout.weights_layout_free(mod)
@@ -436,7 +443,6 @@ def schedule(mod, target, work_dir: Path, trials: int, max_trials_per_task: int 
         if _workload(func) in recorded:
             chosen.update_func(gv, func)
             report.settled.add(gv.name_hint)
-    intrinsics.register()  # a record's trace may tensorize with them
     with target, database:
         tuned = relax.transform.MetaScheduleApplyDatabase()(chosen)
     # A kernel a record covers comes back rewritten by the record's schedule.
