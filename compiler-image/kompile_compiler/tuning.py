@@ -358,6 +358,8 @@ def prepare(mod, target) -> Prepared:
             [relax.transform.DecomposeOpsForInference(), relax.transform.CanonicalizeBindings()]
         )(mod)
         folded = relax.transform.FoldConstant()(folding.apply(mod))
+    if intrinsics.for_target(target):
+        folded = intrinsics.pad_output_channels(folded)
     return Prepared(folded, target, frozenset(winograd.keys(folded)))
 
 

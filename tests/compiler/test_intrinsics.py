@@ -255,3 +255,76 @@ def test_a_fresh_process_takes_the_shipped_records_that_tensorize(tmp_path):
     assert any(intrinsics.BF16_DOT_16x2 in line for b in bundles for line in b["records"])
     assert "skipped" not in ran.stdout
     assert int(ran.stdout.split()[-1]) == sum(len(b["records"]) for b in bundles)
+
+
+def _classifier(conv_out: int, fc_in: int, fc_out: int, groups: int = 1):
+    """A bf16 NHWC convolution into a matmul, both on constant weights, as a Relax module."""
+    import ml_dtypes
+    from tvm import relax
+
+    rng = np.random.default_rng(1)
+    weights = lambda *shape: relax.const(rng.standard_normal(shape).astype(ml_dtypes.bfloat16), "bfloat16")  # noqa: E731
+    builder = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType((1, 3, 3, 8), "bfloat16"))
+    with builder.function("main", [x]):
+        with builder.dataflow():
+            y = builder.emit(
+                relax.op.nn.conv2d(
+                    x,
+                    weights(1, 1, 8 // groups, conv_out),
+                    groups=groups,
+                    data_layout="NHWC",
+                    kernel_layout="HWIO",
+                    out_layout="NHWC",
+                    out_dtype="float32",
+                )
+            )
+            flat = builder.emit(relax.op.reshape(relax.op.astype(y, "bfloat16"), (1, 9 * conv_out)))
+            head = builder.emit(relax.op.matmul(flat, weights(fc_in, fc_out), out_dtype="float32"))
+            out = builder.emit_output(head)
+        builder.emit_func_output(out)
+    return builder.get()
+
+
+def _run_relax(mod, x):
+    import tvm
+    from tvm import relax
+
+    vm = relax.VirtualMachine(tvm.compile(mod, target="llvm"), tvm.cpu())
+    return vm["main"](tvm.runtime.tensor(x)).numpy()
+
+
+def test_output_channels_are_padded_to_whole_groups_of_16():
+    """A classifier's 1000 outputs do not split into the instruction's groups of 16; zero
+    weights make up the next group and a slice takes the outputs back: the same numbers."""
+    import ml_dtypes
+
+    from kompile_compiler import rewrites
+
+    mod = _classifier(conv_out=24, fc_in=9 * 24, fc_out=40)
+    padded = intrinsics.pad_output_channels(mod)
+    widths = [
+        int(c.args[1].ty.shape[-1]) for op in ("relax.nn.conv2d", "relax.matmul") for c in rewrites.calls(padded, op)
+    ]
+    assert widths == [32, 48]
+    assert [list(c.ty.shape) for c in rewrites.calls(padded, "relax.strided_slice")] == [[1, 3, 3, 24], [1, 40]]
+    x = np.random.default_rng(2).standard_normal((1, 3, 3, 8)).astype(ml_dtypes.bfloat16)
+    np.testing.assert_array_equal(_run_relax(padded, x), _run_relax(mod, x))
+
+
+def _widths(mod) -> list[int]:
+    from kompile_compiler import rewrites
+
+    return [int(c.args[1].ty.shape[-1]) for op in ("relax.nn.conv2d", "relax.matmul") for c in rewrites.calls(mod, op)]
+
+
+@pytest.mark.parametrize(
+    ("make", "widths"),
+    [
+        (lambda: _classifier(conv_out=32, fc_in=9 * 32, fc_out=64), [32, 64]),  # whole groups already
+        # grouped: each group's channels would need their own padding; the matmul still gets its
+        (lambda: _classifier(conv_out=24, fc_in=9 * 24, fc_out=40, groups=2), [24, 48]),
+    ],
+)
+def test_only_kernels_padding_fits_are_padded(make, widths):
+    assert _widths(intrinsics.pad_output_channels(make())) == widths
