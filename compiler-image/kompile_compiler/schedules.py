@@ -1,5 +1,5 @@
-"""Rule-based schedules for the CPU kernels no tuning record covers: TVM's dlight rules, and one
-rule for the case where dlight's CPU Reduction rule recomputes its work.
+"""Rule-based schedules for the CPU kernels no tuning record covers: TVM's dlight rules, and
+rules for what dlight's CPU rules leave slow; and `Concatenation`, which goes before any record.
 
 That rule parallelises a softmax-like kernel (max, exp, sum, divide) over its last block's
 leading spatial loop and computes every earlier block inside it. With one row only (a
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 
+import tvm
 from tvm import s_tir
 from tvm.s_tir import dlight as dl
 from tvm.s_tir.dlight.analysis import normalize_prim_func
@@ -23,6 +24,13 @@ from tvm.target.codegen import llvm_get_vector_width
 def cpu_rules():
     """The rules, in the order they are tried, for a CPU kernel without a record."""
     return dl.ApplyDefaultSchedule(dl.cpu.GEMV(), SingleRowReduction(), dl.cpu.Reduction(), Injective(), Pooling())
+
+
+def concatenations(mod):
+    """`mod` with its concatenation kernels scheduled by `Concatenation` and marked scheduled, so
+    that neither tuning nor a record touches them: MetaSchedule's best for a concatenation is
+    a loop of selects, several times slower (SqueezeNet's took a fifth of its BF16 time)."""
+    return dl.ApplyDefaultSchedule(Concatenation())(mod)
 
 
 def _lanes(target) -> int:
@@ -66,6 +74,75 @@ class Injective(CPUScheduleRule):
         if extent >= self.PARALLEL_FROM:
             sch.parallel(fused)
         return sch
+
+
+class Concatenation(CPUScheduleRule):
+    """Injective blocks computing a concatenation along the innermost axis (NHWC channels),
+    with what follows it elementwise (a cast, a batch norm): TOPI writes each element as a chain
+    of `if_then_else(offset <= c, next input, ...)`, a select no loop over c can vectorise. The
+    channel loop is partitioned at the inputs' offsets (`loop_partition`), so each part reads one
+    input, its condition known and simplified away, and each part is vectorised: a copy per input.
+    The loops outside it are spread over the cores."""
+
+    LONGEST = 1024  # channels a part is vectorised up to, as one vector LLVM splits
+
+    def apply(self, func, target, _tunable):
+        if not self.is_target_available(target):
+            return None
+        sch = s_tir.Schedule(func)
+        blocks = normalize_prim_func(sch)
+        if not blocks or not all(b.is_injective() for b in blocks):
+            return None
+        try:
+            for block in blocks[:-1]:
+                sch.compute_inline(block.block_rv)
+        except s_tir.ScheduleError:
+            return None
+        last = sch.get(blocks[-1].block_rv)
+        inner = last.iter_vars[-1].var if last.iter_vars else None
+        offsets = _offsets(last.body, inner)
+        loops = sch.get_loops(blocks[-1].block_rv)
+        extents = [_extent(sch, loop) for loop in loops]
+        if not offsets or len(loops) != len(last.iter_vars) or not all(isinstance(e, int) for e in extents):
+            return None
+        bounds = [0, *offsets, extents[-1]]
+        parts = sch.loop_partition(loops[-1], [b - a for a, b in zip(bounds, bounds[1:-1], strict=False)] + [None])
+        for part, (start, end) in zip(parts, zip(bounds, bounds[1:], strict=False), strict=True):
+            if 1 < end - start <= self.LONGEST:
+                sch.vectorize(part)
+        if len(loops) > 1:
+            outer = sch.fuse(*loops[:-1]) if len(loops) > 2 else loops[0]
+            if math.prod(extents) >= Injective.PARALLEL_FROM:
+                sch.parallel(outer)
+        return sch
+
+
+def _offsets(store, var) -> list[int]:
+    """Where a concatenation along `var` switches input: the `offset` of every condition
+    `offset <= var` of an if_then_else in the value `store` writes, sorted; [] when there is
+    none, or an if_then_else tests anything else (padding: its condition is a range)."""
+    from tvm import tirx
+
+    if_then_else = tvm.ir.Op.get("prim.if_then_else")
+    found, other = set(), 0
+    pending = [getattr(store, "value", None)]
+    while pending:  # TVM 0.27 gives Python no TIR visitor; the value is a small tree (a Call is tvm.ir.Call)
+        node = pending.pop()
+        if isinstance(node, tvm.ir.Call):
+            if node.op.same_as(if_then_else):
+                cond = node.args[0]
+                if isinstance(cond, tirx.LE) and isinstance(cond.a, tirx.IntImm) and cond.b.same_as(var):
+                    found.add(int(cond.a.value))
+                else:
+                    other += 1
+            pending += list(node.args)
+        elif isinstance(node, tirx.Cast):
+            pending.append(node.value)
+        elif hasattr(node, "a") and hasattr(node, "b"):  # arithmetic, comparisons, min/max
+            pending += [node.a, node.b]
+        elif isinstance(node, tirx.Select):
+            pending += [node.condition, node.true_value, node.false_value]
+    return [] if other or var is None else sorted(o for o in found if o > 0)
 
 
 class SingleRowReduction(CPUScheduleRule):

@@ -431,6 +431,8 @@ def schedule(mod, target, work_dir: Path, trials: int, max_trials_per_task: int 
     from kompile_compiler import schedules
 
     report = Report(trials=trials, tuned_kernels=list(kernels))
+    with target:
+        mod = schedules.concatenations(mod)  # before any record: they are never the faster
     database = open_database(work_dir=str(work_dir))
     report.records_available = len(database)
     report.kernels = len(_kernels(mod))
@@ -502,7 +504,11 @@ def _tune(mod, target, work_dir: Path, trials: int, per_task: int, kernels: set[
     meta_logger.setLevel(logging.WARNING)
     for handler in [h for h in meta_logger.handlers if h.get_name() is None]:
         meta_logger.removeHandler(handler)
-    tasks = [t for t in ms.relax_integration.extract_tasks(mod, target) if not kernels or t.task_name in kernels]
+    tasks = [
+        t
+        for t in ms.relax_integration.extract_tasks(mod, target)
+        if (not kernels or t.task_name in kernels) and not t.dispatched[0]["main"].attrs.get("tirx.is_scheduled")
+    ]
     contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
         tasks, work_dir=str(work_dir), space=search_space(target)
     )

@@ -73,3 +73,50 @@ def test_the_scheduled_kernels_compute_what_onnxruntime_does(classifier, tmp_pat
     _, manifest = compile_onnx(classifier, {"x": SHAPE}, tmp_path)
     assert manifest["parity"]["reference"].startswith("onnxruntime")
     assert manifest["parity"]["maxAbsError"] <= 1e-5
+
+
+def _concat_then_cast(channels=(32, 16, 48)):
+    """TOPI's concatenation of NHWC maps along their channels, cast to bf16 (as BF16's next
+    matmult reads it), as Relax legalizes and fuses it: the PrimFunc and its inputs."""
+    from tvm import te, topi
+
+    inputs = [te.placeholder((1, 5, 7, c), "float32", name=f"x{i}") for i, c in enumerate(channels)]
+    out = topi.cast(topi.concatenate(inputs, axis=3), "bfloat16")
+    return te.create_prim_func([*inputs, out]), [(1, 5, 7, c) for c in channels]
+
+
+def _run_kernel(func, shapes):
+    import ml_dtypes
+    import tvm
+
+    rng = np.random.default_rng(4)
+    args = [tvm.runtime.tensor(rng.standard_normal(s).astype("float32")) for s in shapes]
+    out = tvm.runtime.tensor(np.zeros((1, 5, 7, sum(s[-1] for s in shapes)), ml_dtypes.bfloat16))
+    tvm.compile(tvm.IRModule({"main": func}), target=_tvm_target(host_target(), 2))(*args, out)
+    return out.numpy().view("uint16")
+
+
+def test_a_concatenation_is_one_vectorised_copy_per_input():
+    """TOPI's form selects an input per element, a select no channel loop vectorises;
+    partitioned at the inputs' offsets, each part copies one input, vectorised, same bits."""
+    import tvm
+
+    from kompile_compiler import schedules
+
+    func, shapes = _concat_then_cast()
+    with _tvm_target(host_target(), 2):
+        scheduled = schedules.concatenations(tvm.IRModule({"main": func}))["main"]
+    assert scheduled.attrs["tirx.is_scheduled"]  # so no record and no tuning trial touch it
+    assert scheduled.script().count("T.vectorized(") == 3
+    np.testing.assert_array_equal(_run_kernel(scheduled, shapes), _run_kernel(func, shapes))
+
+
+def test_other_selects_are_not_taken_for_a_concatenation():
+    # Padding's if_then_else tests a range (of rows, columns and here channels too), not where an input starts.
+    from tvm import te, topi
+
+    from kompile_compiler import schedules
+
+    x = te.placeholder((1, 5, 7, 16), "float32", name="x")
+    padded = te.create_prim_func([x, topi.nn.pad(x, [0, 1, 1, 4], [0, 1, 1, 0])])
+    assert schedules.Concatenation().apply(padded, _tvm_target(host_target(), 2), False) is None
