@@ -12,7 +12,7 @@ reference runtime's. Minutes to hours on a small machine: a bench, never a test.
 
 A budget smaller than --per-task times the kernels goes, as in any compile, to the kernels
 where a round saves the most time with the records there are (a kernel without a record
-first); run it again to tune the next ones.
+first); run it again to tune the next ones, or name them with --kernels.
 """
 
 from __future__ import annotations
@@ -55,6 +55,12 @@ def main() -> None:
     parser.add_argument(
         "--winograd", action="store_true", help="every 3x3 convolution Winograd can compute in that form, to tune it"
     )
+    parser.add_argument(
+        "--kernels",
+        nargs="+",
+        default=(),
+        help="tune these kernels (names as bench/kernels.py lists them) and no others",
+    )
     args = parser.parse_args()
     target = catalog_target(args.target)
     key = tuning.target_key(target.tvm)
@@ -76,6 +82,7 @@ def main() -> None:
                 max_trials_per_task=args.per_task,
                 tuning_cache=str(CACHE),
                 winograd=True if args.winograd else None,
+                kernels=tuple(args.kernels),
             )
             stem = name if args.precision is Precision.FP32 else f"{name}-{args.precision.value.lower()}"
             # A bundle holds only what this run measured (never the records it was given), so a

@@ -88,12 +88,14 @@ def compile_model(
     tuning_cache: str | None = None,
     uncompiled: bool = False,
     winograd: bool | None = None,
+    kernels: tuple[str, ...] = (),
 ) -> tuple[CompilerResult, dict]:
     """Compile a model into an artifact; `uncompiled` packages the ONNX model as it is instead,
     checked and measured the same way, for onnxruntime in the serving pod (a baseline).
     `winograd` (CPU): None computes a 3x3 convolution in Winograd form where the tuning records
     time that form faster than the direct one, True wherever it can (to tune that form:
-    `bench/tune.py --winograd`), False never."""
+    `bench/tune.py --winograd`), False never. `kernels` (names, as `bench/kernels.py` lists
+    them): the kernels `trials` go to, instead of the ones the compile would pick."""
     try:
         declared = parse_data_input_config(data_input_config, framework)
     except DataInputConfigError as err:
@@ -132,7 +134,11 @@ def compile_model(
         backend=target.backend.value,
         precision=precision.value,
         optLevel=opt_level,
-        tuning={"trials": trials, "maxTrialsPerTask": max_trials_per_task},
+        tuning={
+            "trials": trials,
+            "maxTrialsPerTask": max_trials_per_task,
+            **({"kernels": list(kernels)} if kernels else {}),
+        },
         compiler=versions,
         **({"uncompiled": True} if uncompiled else {}),
     )
@@ -158,7 +164,9 @@ def compile_model(
         cache = tuning.RecordCache(tuning_cache, store) if tuning_cache else None
         plan = TuningPlan(workdir / "tuning", trials, max_trials_per_task, cache, threads, key, winograd=winograd)
         mod = _prepare(imported.mod, target, precision, threads, progress)
-        if trials:
+        if trials and kernels:
+            plan.kernels = _named_kernels(mod, kernels)
+        elif trials:
             plan.kernels = _heaviest(mod, imported, target, opt_level, plan, workdir / "profile", progress)
         schedules = _compile_tvm(mod, library, target, opt_level, plan, progress)
     compile_seconds = time.perf_counter() - started
@@ -326,6 +334,16 @@ def _compile_tvm(mod, library: Path, target: targets.CompileTarget, opt_level, p
             with step(progress, f"exporting {library.name}"):
                 _export(executable, library, target)
     return report
+
+
+def _named_kernels(mod, names) -> tuple[str, ...]:
+    """`names`, each a kernel of `mod` (a `tuning.Prepared`, in any of its forms), or an error that lists them."""
+    known = {gv.name_hint for form in mod.forms() for gv, _ in tuning._kernels(form)}
+    if unknown := sorted(set(names) - known):
+        raise CompileError(
+            "UnsupportedTuning", f"no kernel {', '.join(unknown)} to tune; the kernels: {', '.join(sorted(known))}"
+        )
+    return tuple(names)
 
 
 def _heaviest(mod, imported, target, opt_level, plan: TuningPlan, folder: Path, progress) -> tuple[str, ...]:

@@ -48,18 +48,10 @@ class Injective(CPUScheduleRule):
     PARALLEL_FROM = 4096  # elements; below that a parallel launch costs more than it saves
 
     def apply(self, func, target, _tunable):
-        if not self.is_target_available(target):
+        if not (inlined := _inlined(self, func, target)):
             return None
-        sch = s_tir.Schedule(func)
-        blocks = normalize_prim_func(sch)
-        if not blocks or not all(b.is_injective() for b in blocks):
-            return None
-        try:
-            for block in blocks[:-1]:
-                sch.compute_inline(block.block_rv)
-        except s_tir.ScheduleError:
-            return None  # a block that cannot be inlined (a second output): leave the kernel as it is
-        loops = sch.get_loops(blocks[-1].block_rv)
+        sch, last = inlined
+        loops = sch.get_loops(last.block_rv)
         if not loops:
             return None
         extents = [_extent(sch, loop) for loop in loops]
@@ -76,6 +68,24 @@ class Injective(CPUScheduleRule):
         return sch
 
 
+def _inlined(rule, func, target, last_injective: bool = True):
+    """A schedule of `func` with every block inlined into the last, and the last's BlockInfo;
+    None unless the target is the rule's, the blocks are injective (the last one too, unless
+    `last_injective` is False) and each can be inlined (a second output cannot)."""
+    if not rule.is_target_available(target):
+        return None
+    sch = s_tir.Schedule(func)
+    blocks = normalize_prim_func(sch)
+    if not blocks or not all(b.is_injective() for b in (blocks if last_injective else blocks[:-1])):
+        return None
+    try:
+        for block in blocks[:-1]:
+            sch.compute_inline(block.block_rv)
+    except s_tir.ScheduleError:
+        return None
+    return sch, blocks[-1]
+
+
 class Concatenation(CPUScheduleRule):
     """Injective blocks computing a concatenation along the innermost axis (NHWC channels),
     with what follows it elementwise (a cast, a batch norm): TOPI writes each element as a chain
@@ -87,23 +97,14 @@ class Concatenation(CPUScheduleRule):
     LONGEST = 1024  # channels a part is vectorised up to, as one vector LLVM splits
 
     def apply(self, func, target, _tunable):
-        if not self.is_target_available(target):
+        if not (inlined := _inlined(self, func, target)):
             return None
-        sch = s_tir.Schedule(func)
-        blocks = normalize_prim_func(sch)
-        if not blocks or not all(b.is_injective() for b in blocks):
-            return None
-        try:
-            for block in blocks[:-1]:
-                sch.compute_inline(block.block_rv)
-        except s_tir.ScheduleError:
-            return None
-        last = sch.get(blocks[-1].block_rv)
-        inner = last.iter_vars[-1].var if last.iter_vars else None
-        offsets = _offsets(last.body, inner)
-        loops = sch.get_loops(blocks[-1].block_rv)
+        sch, last = inlined
+        block = sch.get(last.block_rv)
+        offsets = _offsets(block.body, block.iter_vars[-1].var) if block.iter_vars else []
+        loops = sch.get_loops(last.block_rv)
         extents = [_extent(sch, loop) for loop in loops]
-        if not offsets or len(loops) != len(last.iter_vars) or not all(isinstance(e, int) for e in extents):
+        if not offsets or len(loops) != len(block.iter_vars) or not all(isinstance(e, int) for e in extents):
             return None
         bounds = [0, *offsets, extents[-1]]
         parts = sch.loop_partition(loops[-1], [b - a for a, b in zip(bounds, bounds[1:-1], strict=False)] + [None])
@@ -142,7 +143,7 @@ def _offsets(store, var) -> list[int]:
             pending += [node.a, node.b]
         elif isinstance(node, tirx.Select):
             pending += [node.condition, node.true_value, node.false_value]
-    return [] if other or var is None else sorted(o for o in found if o > 0)
+    return [] if other else sorted(o for o in found if o > 0)
 
 
 class SingleRowReduction(CPUScheduleRule):
@@ -198,22 +199,14 @@ class Pooling(CPUScheduleRule):
     the cores. Unscheduled, ResNet-50's and DenseNet-121's first max pool ran as one scalar loop."""
 
     def apply(self, func, target, _tunable):
-        if not self.is_target_available(target):
+        if not (inlined := _inlined(self, func, target, last_injective=False)):
             return None
-        sch = s_tir.Schedule(func)
-        blocks = normalize_prim_func(sch)
-        if not blocks or not all(b.is_injective() for b in blocks[:-1]):
-            return None
-        kinds = blocks[-1].dom_kind()
+        sch, last = inlined
+        kinds = last.dom_kind()
         spatial = len(kinds) - len(kinds.lstrip("S"))
         if spatial < 2 or set(kinds[spatial:]) != {"R"}:
             return None
-        try:
-            for block in blocks[:-1]:
-                sch.compute_inline(block.block_rv)
-        except s_tir.ScheduleError:
-            return None
-        loops = sch.get_loops(blocks[-1].block_rv)
+        loops = sch.get_loops(last.block_rv)
         extents = [_extent(sch, loop) for loop in loops]
         if len(loops) != len(kinds) or not all(isinstance(e, int) for e in extents):
             return None

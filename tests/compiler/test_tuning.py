@@ -270,6 +270,22 @@ def test_a_small_budget_goes_to_the_kernel_that_takes_the_time(tmp_path):
     assert any(m.startswith(f"tuning {report['tunedKernels'][0]}: ") for m in messages), messages
 
 
+def test_a_budget_goes_to_the_kernels_named_and_to_no_others(tmp_path):
+    """16 trials of 8 per kernel would tune both of the perceptron's kernels; named, one is tuned.
+    A name that is no kernel of the model is refused with the names there are."""
+    from kompile_compiler.report import CompileError
+    from tests.compiler.test_compile_onnx import mlp
+
+    model = mlp(tmp_path / "mlp.onnx", batch=4)
+    options = {"trials": 16, "max_trials_per_task": 8}
+    with pytest.raises(CompileError, match="no kernel fused_nothing to tune; the kernels: ") as refused:
+        compile_onnx(model, {"features": [4, 16]}, tmp_path / "refused", kernels=("fused_nothing",), **options)
+    kernels = refused.value.detail.split("the kernels: ")[1].split(", ")
+    assert len(kernels) == 2, kernels
+    _, manifest = compile_onnx(model, {"features": [4, 16]}, tmp_path / "work", kernels=kernels[1:], **options)
+    assert manifest["tuning"]["tunedKernels"] == kernels[1:], manifest["tuning"]
+
+
 def test_running_it_again_tunes_the_kernel_the_first_run_left(tmp_path):
     """With a record for the slower kernel, a second compile's small budget goes to the other one:
     another round on a tuned kernel is expected to save less than a first round."""
