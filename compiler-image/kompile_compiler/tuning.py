@@ -83,6 +83,7 @@ class Report:
     tuned_kernels: list[str] = field(default_factory=list)  # empty: every kernel was a candidate
     by_records: set[str] = field(default_factory=set)  # the kernels a record scheduled (not in the manifest)
     settled: set[str] = field(default_factory=set)  # the kernels whose tuned form has a record
+    untunable: set[str] = field(default_factory=set)  # scheduled before any record (concatenations)
     winograd: list[str] = field(default_factory=list)  # the convolutions in Winograd form, by shape
 
     def wire(self) -> dict:
@@ -433,6 +434,7 @@ def schedule(mod, target, work_dir: Path, trials: int, max_trials_per_task: int 
     report = Report(trials=trials, tuned_kernels=list(kernels))
     with target:
         mod = schedules.concatenations(mod)  # before any record: they are never the faster
+    report.untunable = {gv.name_hint for gv, f in _kernels(mod) if f.attrs and f.attrs.get("tirx.is_scheduled")}
     database = open_database(work_dir=str(work_dir))
     report.records_available = len(database)
     report.kernels = len(_kernels(mod))
@@ -509,6 +511,9 @@ def _tune(mod, target, work_dir: Path, trials: int, per_task: int, kernels: set[
         for t in ms.relax_integration.extract_tasks(mod, target)
         if (not kernels or t.task_name in kernels) and not t.dispatched[0]["main"].attrs.get("tirx.is_scheduled")
     ]
+    if not tasks:  # MetaSchedule fails on none; the kernels asked for are all scheduled already
+        progress(f"nothing to tune: {', '.join(sorted(kernels)) or 'every kernel'} scheduled before any record")
+        return
     contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
         tasks, work_dir=str(work_dir), space=search_space(target)
     )

@@ -120,3 +120,27 @@ def test_other_selects_are_not_taken_for_a_concatenation():
     x = te.placeholder((1, 5, 7, 16), "float32", name="x")
     padded = te.create_prim_func([x, topi.nn.pad(x, [0, 1, 1, 4], [0, 1, 1, 0])])
     assert schedules.Concatenation().apply(padded, _tvm_target(host_target(), 2), False) is None
+
+
+def test_a_small_budget_is_not_spent_on_a_concatenation(tmp_path):
+    """The concatenation takes most of this model's time, but no trial can touch it (it is
+    scheduled before any record): the budget goes to the kernel that can be tuned."""
+    # Channels last, as the CPU layout puts a network's concatenations (no convolution moves them here).
+    shape = [1, 56, 56, 64]
+    inputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in (("x", shape), ("s", [1, 8]))]
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"]),
+        helper.make_node("Concat", ["r", "x"], ["c"], axis=3),
+        helper.make_node("ReduceMax", ["s"], ["m"], axes=[1], keepdims=0),
+    ]
+    outputs = [helper.make_tensor_value_info("c", TensorProto.FLOAT, [1, 56, 56, 128])]
+    outputs.append(helper.make_tensor_value_info("m", TensorProto.FLOAT, [1]))
+    graph = helper.make_graph(nodes, "wide", inputs, outputs)
+    model = save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "wide.onnx")
+    messages: list[str] = []
+    _, manifest = compile_onnx(
+        model, {"x": shape, "s": [1, 8]}, tmp_path / "work", trials=8, max_trials_per_task=8, progress=messages.append
+    )
+    assert not [m for m in messages if m.startswith("tuning ") and "concatenate" in m], messages
+    assert "concatenate" not in str(manifest["tuning"].get("tunedKernels", [])), manifest["tuning"]
+    assert manifest["tuning"]["kernelsFromRecords"] == 1, manifest["tuning"]  # the reduction, tuned
