@@ -144,3 +144,17 @@ def test_a_small_budget_is_not_spent_on_a_concatenation(tmp_path):
     assert not [m for m in messages if m.startswith("tuning ") and "concatenate" in m], messages
     assert "concatenate" not in str(manifest["tuning"].get("tunedKernels", [])), manifest["tuning"]
     assert manifest["tuning"]["kernelsFromRecords"] == 1, manifest["tuning"]  # the reduction, tuned
+    # Named, it is tuned no more: the compile says so and goes on.
+    concat = next(k for k in _kernel_names(model, {"x": shape, "s": [1, 8]}) if "concatenate" in k)
+    messages.clear()
+    compile_onnx(
+        model, {"x": shape, "s": [1, 8]}, tmp_path / "named", trials=8, kernels=(concat,), progress=messages.append
+    )
+    assert any(m.startswith(f"nothing to tune: {concat} scheduled before any record") for m in messages), messages
+
+
+def _kernel_names(model, shapes) -> list[str]:
+    target = host_target()
+    declared = parse_data_input_config(shapes, Framework.ONNX)
+    mod = _prepare(frontends.load(Framework.ONNX, model, declared, 2).mod, target, Precision.FP32, 2, print).direct
+    return [gv.name_hint for gv, _ in tuning._kernels(mod)]
