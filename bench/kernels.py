@@ -25,8 +25,8 @@ from bench.cases import NAMES, case
 from bench.compile import kompile
 from bench.tune import catalog_target
 from kompile.api import Precision, parse_data_input_config
-from kompile_compiler import frontends, packaging, profile, tuning
-from kompile_compiler.pipeline import _prepare
+from kompile_compiler import frontends, packaging, profile, schedules, tuning
+from kompile_compiler.pipeline import _prepare, _tvm_target
 from kompile_compiler.validation import sample_inputs
 
 
@@ -58,7 +58,10 @@ def main() -> None:
         imported = frontends.load(framework, path, parse_data_input_config(inputs, framework), threads)
         prepared = _prepare(imported.mod, target, args.precision, threads, lambda _: None)
         # The form the compile chose, from the records it gathered: kernel names match the artifact's.
-        flops, keys = rates(tuning.choose(prepared, build / "tuning")[0])
+        chosen = tuning.choose(prepared, build / "tuning")[0]
+        flops, keys = rates(chosen)
+        with _tvm_target(target, threads):
+            ruled = schedules.scheduled(schedules.concatenations(chosen))
         recorded = {json.loads(line)[0] for line in (build / "tuning" / tuning.WORKLOADS).read_text().splitlines()}
         ran = profile.kernel_profile(
             build / "artifact" / packaging.LIBRARY, sample_inputs(imported.inputs), imported.inputs, args.runs
@@ -77,6 +80,7 @@ def main() -> None:
         rate = f"{flops[name] * k.calls / k.seconds / 1e9:.1f}" if flops.get(name) else "-"
         plain, free = keys.get(name, ("", ""))
         record = "weights repacked" if free != plain and free in recorded else "yes" if plain in recorded else "no"
+        record = "no: scheduled first, by a rule" if name in ruled else record
         print(f"| {name} | {k.calls} | {k.seconds * 1000:.3f} | {k.seconds / total:.1%} | {rate} | {record} |")
 
 

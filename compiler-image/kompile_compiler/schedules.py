@@ -33,6 +33,17 @@ def concatenations(mod):
     return dl.ApplyDefaultSchedule(Concatenation())(mod)
 
 
+def scheduled(mod) -> set[str]:
+    """The kernels of `mod` marked scheduled (`concatenations`), by name: no record or trial is for them."""
+    from tvm import tirx
+
+    return {
+        gv.name_hint
+        for gv, f in mod.functions.items()
+        if isinstance(f, tirx.PrimFunc) and f.attrs and f.attrs.get("tirx.is_scheduled")
+    }
+
+
 def _lanes(target) -> int:
     width = llvm_get_vector_width(target)
     return max((width if width > 0 else 128) // 32, 2)

@@ -434,7 +434,7 @@ def schedule(mod, target, work_dir: Path, trials: int, max_trials_per_task: int 
     report = Report(trials=trials, tuned_kernels=list(kernels))
     with target:
         mod = schedules.concatenations(mod)  # before any record: they are never the faster
-    report.untunable = {gv.name_hint for gv, f in _kernels(mod) if f.attrs and f.attrs.get("tirx.is_scheduled")}
+    report.untunable = schedules.scheduled(mod)
     database = open_database(work_dir=str(work_dir))
     report.records_available = len(database)
     report.kernels = len(_kernels(mod))
