@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import time
+from typing import NamedTuple
 
 import httpx
 import numpy as np
@@ -25,6 +26,13 @@ REQUESTS = 12
 # so the peak rate is a rate under load; a burst shorter than one scrape made the peak CPU rate
 # come out below the window's average (CI, session 17).
 LOAD_SECONDS = 6
+
+
+class Load(NamedTuple):
+    window: Window
+    round_trip_ms: float  # the client's mean time a request
+
+
 RATE_WINDOW = "4s"  # four scrape intervals
 
 
@@ -86,21 +94,25 @@ def load(served_squeezenet, prometheus):
     while sent < REQUESTS or time.time() < start + LOAD_SECONDS:
         client.infer("squeezenet", [x])
         sent += 1
+    # The client's own figures, from the same seconds the server's come from.
+    round_trip_ms = (time.time() - start) * 1000 / sent
     for _ in range(2):
         httpx.post(f"{server.url}/v2/models/squeezenet/infer", content=b"{not json")
     time.sleep(3)  # three more scrapes
-    return Window(start - 2, time.time())
+    return Load(Window(start - 2, time.time()), round_trip_ms)
 
 
-def test_max_invocations_latency_and_resources_come_from_prometheus(prometheus, load, served_squeezenet):
+def test_max_invocations_latency_and_resources_come_from_prometheus(prometheus, load):
     figures = prometheus.endpoint_figures(
-        "recommender-test", "squeezenet", load, percentile=0.5, rate_window=RATE_WINDOW
+        "recommender-test", "squeezenet", load.window, percentile=0.5, rate_window=RATE_WINDOW
     )
-    _, _, result = served_squeezenet
-    assert figures.max_invocations > 0
-    # The peak per-minute rate cannot exceed what the server can do: one inference at a time.
-    assert figures.max_invocations <= 60_000 / result.latency.p50_ms * 1.5
-    assert figures.latency_ms is not None and figures.latency_ms >= result.latency.p50_ms * 0.5
+    # One request at a time: the peak per-minute rate is the client's steady rate, give or take
+    # Prometheus's extrapolation. (Against the compile's own p50, measured minutes before on a
+    # shared VM, the bound failed once: 19.4 ms there, 10.8 under this load.)
+    per_minute = 60_000 / load.round_trip_ms
+    assert per_minute * 0.5 <= figures.max_invocations <= per_minute * 1.5
+    # The server's median is within the client's round trip, to a histogram bucket (they are 2.5x apart).
+    assert figures.latency_ms is not None and load.round_trip_ms / 3 <= figures.latency_ms <= load.round_trip_ms * 2.5
     assert figures.cpu_cores is not None and 0 < figures.cpu_cores <= os.cpu_count()
     # The peak rate of CPU use is at least its average over the window (a little slack for the
     # subquery's sampling), and no more than the machine has.
@@ -121,7 +133,7 @@ def test_successes_and_errors_are_counted_apart(prometheus, load):
 
 
 def test_an_endpoint_without_series_measures_nothing(prometheus, load):
-    figures = prometheus.endpoint_figures("recommender-test", "no-such-endpoint", load, rate_window="10s")
+    figures = prometheus.endpoint_figures("recommender-test", "no-such-endpoint", load.window, rate_window="10s")
     assert figures.max_invocations == 0 and figures.latency_ms is None and figures.setup_seconds is None
 
 
