@@ -356,7 +356,7 @@ def _heaviest(mod, imported, target, opt_level, plan: TuningPlan, folder: Path, 
     with step(progress, f"timing every kernel, to pick the {count} to tune"):
         report = _compile_tvm(mod, library, target, opt_level, untuned, lambda _: None)
         timed = profile.kernel_times(library, sample_inputs(imported.inputs), imported.inputs)
-        times = {tuning.kernel_name(k): t for k, t in timed.items() if tuning.kernel_name(k) not in report.untunable}
+        times = {name: t for k, t in timed.items() if (name := tuning.kernel_name(k)) not in report.untunable}
     if count >= len(times):
         return ()  # the budget reaches every kernel
     chosen = tuning.worth_tuning(times, report.settled, count)

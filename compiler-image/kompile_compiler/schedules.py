@@ -118,9 +118,10 @@ class Concatenation(CPUScheduleRule):
         if not offsets or len(loops) != len(block.iter_vars) or not all(isinstance(e, int) for e in extents):
             return None
         bounds = [0, *offsets, extents[-1]]
-        parts = sch.loop_partition(loops[-1], [b - a for a, b in zip(bounds, bounds[1:-1], strict=False)] + [None])
-        for part, (start, end) in zip(parts, zip(bounds, bounds[1:], strict=False), strict=True):
-            if 1 < end - start <= self.LONGEST:
+        sizes = [end - start for start, end in zip(bounds, bounds[1:], strict=False)]
+        parts = sch.loop_partition(loops[-1], [*sizes[:-1], None])  # the last part: what is left
+        for part, size in zip(parts, sizes, strict=True):
+            if 1 < size <= self.LONGEST:
                 sch.vectorize(part)
         if len(loops) > 1:
             outer = sch.fuse(*loops[:-1]) if len(loops) > 2 else loops[0]

@@ -441,7 +441,17 @@ def schedule(mod, target, work_dir: Path, trials: int, max_trials_per_task: int 
     free = layout.weights_layout_free(mod)
     if trials > 0:
         started = time.perf_counter()
-        _tune(free, target, work_dir, trials, trials_per_kernel(max_trials_per_task), set(kernels), database, progress)
+        _tune(
+            free,
+            target,
+            work_dir,
+            trials,
+            trials_per_kernel(max_trials_per_task),
+            set(kernels),
+            report.untunable,
+            database,
+            progress,
+        )
         report.tune_seconds = time.perf_counter() - started
     recorded = set(_best_times(database))  # the workloads measured successfully
     chosen = mod.clone()
@@ -495,8 +505,10 @@ def worth_tuning(seconds: dict[str, float], by_records: set[str], count: int) ->
     return tuple(sorted(expected, key=expected.get, reverse=True)[:count])
 
 
-def _tune(mod, target, work_dir: Path, trials: int, per_task: int, kernels: set[str], database, progress) -> None:
-    """MetaSchedule's tune_relax, with the tasks picked by exact kernel name."""
+def _tune(
+    mod, target, work_dir: Path, trials: int, per_task: int, kernels: set[str], untunable: set[str], database, progress
+) -> None:
+    """MetaSchedule's tune_relax, with the tasks picked by exact kernel name (never one in `untunable`)."""
     from tvm.s_tir import meta_schedule as ms
 
     # MetaSchedule's logging setup names every handler already on its logger in a dictConfig,
@@ -509,7 +521,7 @@ def _tune(mod, target, work_dir: Path, trials: int, per_task: int, kernels: set[
     tasks = [
         t
         for t in ms.relax_integration.extract_tasks(mod, target)
-        if (not kernels or t.task_name in kernels) and not t.dispatched[0]["main"].attrs.get("tirx.is_scheduled")
+        if (not kernels or t.task_name in kernels) and t.task_name not in untunable
     ]
     if not tasks:  # MetaSchedule fails on none; the kernels asked for are all scheduled already
         progress(f"nothing to tune: {', '.join(sorted(kernels)) or 'every kernel'} scheduled before any record")
