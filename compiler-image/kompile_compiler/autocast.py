@@ -11,8 +11,6 @@ bf16 product in FP32 registers, and the gain is in memory traffic only.
 
 from __future__ import annotations
 
-import inspect
-
 from kompile.api import Precision
 from kompile_compiler import rewrites
 
@@ -40,10 +38,6 @@ def _bf16_matmult(mod):
 
     def cast(call, _matches):
         operands = [relax.op.astype(arg, "bfloat16") for arg in call.args]
-        make = relax.op.matmul if call.op.name == "relax.matmul" else getattr(relax.op.nn, call.op.name.split(".")[-1])
-        # The same call, every attribute kept (strides, padding, layouts, ...), but out_dtype.
-        names = list(inspect.signature(make).parameters)[len(operands) :]
-        attrs = {name: getattr(call.attrs, name) for name in names if name != "out_dtype"}
-        return make(*operands, **attrs, out_dtype="float32")
+        return rewrites.remake(call, *operands, out_dtype="float32")  # every other attribute kept
 
     return rewrites.by_patterns("BF16MatmultAutoCast", [(pattern, cast) for pattern in patterns], mod)

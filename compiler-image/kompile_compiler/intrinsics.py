@@ -93,13 +93,16 @@ def for_target(target) -> list[str]:
     return [BF16_DOT_16x2] if FEATURE in features else []
 
 
-def pad_output_channels(mod):
+def pad_channels(mod):
     """`mod` (laid out for the CPU, constants folded) with every bf16 matmul or NHWC convolution
-    whose constant weights have a number of output channels `_bf16_dot_weight` refuses (not a
-    multiple of 16: a classifier's 1000) given zero weights for the channels up to the next
-    multiple, and its result sliced back. The extra channels cost under 2% more products and the
-    kernel gets the instruction: SqueezeNet's classifier took a quarter of its BF16 time with
-    products in float32 registers. The slice is an injective op of its own the next kernel reads."""
+    whose constant weights have a shape `_bf16_dot_weight` refuses made to fit it: output channels
+    not a multiple of 16 (a classifier's 1000) get zero weights up to the next multiple and the
+    result is sliced back; an odd number of input channels (an image's 3) gets one zero channel
+    in the weights and in the data. The instruction multiplies pairs of input channels into 16
+    output channels at once; the zeros cost a few products (a third more for an image's first
+    convolution, under 2% for a classifier) and the kernel gets the instruction: SqueezeNet's
+    classifier took a quarter of its BF16 time with products in float32 registers. The slice and
+    the data's pad are injective ops, fused into the kernels next to them."""
     import numpy as np
     from tvm import relax
     from tvm.relax.dpl import is_const, is_op, wildcard
@@ -114,25 +117,24 @@ def pad_output_channels(mod):
         conv = call.op.name == "relax.nn.conv2d"
         if conv and (call.attrs.kernel_layout != "HWIO" or call.attrs.out_layout != "NHWC" or call.attrs.groups != 1):
             return call
-        n, k = value.shape[-1], value.shape[-2]
-        if value.dtype.name != "bfloat16" or n % LANES == 0 or k % PAIR or (not conv and value.ndim != 2):
+        if value.dtype.name != "bfloat16" or (not conv and value.ndim != 2):
             return call
-        width = [(0, 0)] * (value.ndim - 1) + [(0, -n % LANES)]
-        wide = relax.const(np.pad(value, width), "bfloat16")
-        if conv:
-            attrs = {name: getattr(call.attrs, name) for name in ("strides", "padding", "dilation", "groups")}
-            out = relax.op.nn.conv2d(
-                data, wide, **attrs, data_layout="NHWC", kernel_layout="HWIO", out_layout="NHWC", out_dtype="float32"
-            )
-        else:
-            out = relax.op.matmul(data, wide, out_dtype="float32")
-        axis = len(call.ty.shape) - 1
-        return relax.op.strided_slice(out, axes=[axis], begin=[0], end=[n])
+        n, k = value.shape[-1], value.shape[-2]
+        if n % LANES == 0 and k % PAIR == 0:
+            return call
+        # The weights' last two axes are (input, output) channels for both; the data's last is input.
+        width = [(0, 0)] * (value.ndim - 2) + [(0, -k % PAIR), (0, -n % LANES)]
+        if k % PAIR:
+            data = relax.op.nn.pad(data, [0, 0] * (len(call.args[0].ty.shape) - 1) + [0, -k % PAIR])
+        out = rewrites.remake(call, data, relax.const(np.pad(value, width), "bfloat16"))
+        if n % LANES == 0:
+            return out
+        return relax.op.strided_slice(out, axes=[len(call.ty.shape) - 1], begin=[0], end=[n])
 
     patterns = [
         is_op(name)(wildcard().has_dtype("bfloat16"), is_const()) for name in ("relax.nn.conv2d", "relax.matmul")
     ]
-    return rewrites.by_patterns("PadOutputChannels", [(pattern, padded) for pattern in patterns], mod)
+    return rewrites.by_patterns("PadChannels", [(pattern, padded) for pattern in patterns], mod)
 
 
 def tiling_rule(name: str):

@@ -44,3 +44,20 @@ def every_function(mutator, mod):
         if isinstance(func, relax.Function):
             mutator.builder_.update_func(gv, mutator.visit_expr(func))
     return mutator.builder_.get()
+
+
+def remake(call, *operands, **overrides):
+    """The call `call` again, on `operands`, with every attribute it had (strides, padding, layouts,
+    ...) but those in `overrides`: built by the operator's own Python maker (`relax.op.matmul`,
+    `relax.op.nn.conv2d`), so its checks and struct info are the ones a frontend's call gets."""
+    import inspect
+
+    from tvm import relax
+
+    namespace = call.op.name.split(".")[1:]  # relax.nn.conv2d -> ["nn", "conv2d"]
+    make = relax.op
+    for part in namespace:
+        make = getattr(make, part)
+    names = list(inspect.signature(make).parameters)[len(operands) :]
+    attrs = {name: getattr(call.attrs, name) for name in names if name not in overrides}
+    return make(*operands, **attrs, **overrides)

@@ -360,7 +360,7 @@ def prepare(mod, target) -> Prepared:
         )(mod)
         folded = relax.transform.FoldConstant()(folding.apply(mod))
     if intrinsics.for_target(target):
-        folded = intrinsics.pad_output_channels(folded)
+        folded = intrinsics.pad_channels(folded)
     return Prepared(folded, target, frozenset(winograd.keys(folded)))
 
 

@@ -257,21 +257,22 @@ def test_a_fresh_process_takes_the_shipped_records_that_tensorize(tmp_path):
     assert int(ran.stdout.split()[-1]) == sum(len(b["records"]) for b in bundles)
 
 
-def _classifier(conv_out: int, fc_in: int, fc_out: int, groups: int = 1):
-    """A bf16 NHWC convolution into a matmul, both on constant weights, as a Relax module."""
+def _classifier(conv_out: int, fc_in: int, fc_out: int, groups: int = 1, channels: int = 8):
+    """A bf16 NHWC convolution (3x3, `channels` in) into a matmul, both on constant weights, as a Relax module."""
     import ml_dtypes
     from tvm import relax
 
     rng = np.random.default_rng(1)
     weights = lambda *shape: relax.const(rng.standard_normal(shape).astype(ml_dtypes.bfloat16), "bfloat16")  # noqa: E731
     builder = relax.BlockBuilder()
-    x = relax.Var("x", relax.TensorType((1, 3, 3, 8), "bfloat16"))
+    x = relax.Var("x", relax.TensorType((1, 3, 3, channels), "bfloat16"))
     with builder.function("main", [x]):
         with builder.dataflow():
             y = builder.emit(
                 relax.op.nn.conv2d(
                     x,
-                    weights(1, 1, 8 // groups, conv_out),
+                    weights(3, 3, channels // groups, conv_out),
+                    padding=1,
                     groups=groups,
                     data_layout="NHWC",
                     kernel_layout="HWIO",
@@ -302,11 +303,8 @@ def test_output_channels_are_padded_to_whole_groups_of_16():
     from kompile_compiler import rewrites
 
     mod = _classifier(conv_out=24, fc_in=9 * 24, fc_out=40)
-    padded = intrinsics.pad_output_channels(mod)
-    widths = [
-        int(c.args[1].ty.shape[-1]) for op in ("relax.nn.conv2d", "relax.matmul") for c in rewrites.calls(padded, op)
-    ]
-    assert widths == [32, 48]
+    padded = intrinsics.pad_channels(mod)
+    assert _widths(padded) == [32, 48]
     assert [list(c.ty.shape) for c in rewrites.calls(padded, "relax.strided_slice")] == [[1, 3, 3, 24], [1, 40]]
     x = np.random.default_rng(2).standard_normal((1, 3, 3, 8)).astype(ml_dtypes.bfloat16)
     np.testing.assert_array_equal(_run_relax(padded, x), _run_relax(mod, x))
@@ -327,4 +325,21 @@ def _widths(mod) -> list[int]:
     ],
 )
 def test_only_kernels_padding_fits_are_padded(make, widths):
-    assert _widths(intrinsics.pad_output_channels(make())) == widths
+    assert _widths(intrinsics.pad_channels(make())) == widths
+
+
+def test_an_image_s_three_channels_get_a_fourth_of_zeros():
+    """The instruction multiplies pairs of input channels; an image's first convolution has 3.
+    A zero channel in the data and in the weights makes two pairs: the same numbers."""
+    import ml_dtypes
+
+    from kompile_compiler import rewrites
+
+    mod = _classifier(conv_out=32, fc_in=9 * 32, fc_out=16, channels=3)
+    padded = intrinsics.pad_channels(mod)
+    (conv,) = rewrites.calls(padded, "relax.nn.conv2d")
+    assert [int(d) for d in conv.args[1].ty.shape] == [3, 3, 4, 32]
+    assert [int(d) for d in conv.args[0].ty.shape] == [1, 3, 3, 4]
+    assert not rewrites.calls(padded, "relax.strided_slice")  # the outputs were whole groups already
+    x = np.random.default_rng(3).standard_normal((1, 3, 3, 3)).astype(ml_dtypes.bfloat16)
+    np.testing.assert_array_equal(_run_relax(padded, x), _run_relax(mod, x))
