@@ -11,9 +11,11 @@ CNI_BIN=/usr/lib/cni
 PAUSE_IMAGE="docker.io/local/pause:3.4.1"
 
 # The two pools: labels this CPU can honestly run (an AVX-512 pool only where the CPU has
-# AVX-512), so a model compiled for a pool runs on its nodes. Override with KOMPILE_NODE_POOLS.
+# AVX-512, its BF16 class where it has AVX512-BF16: the pool a BF16 compile is served on), so
+# a model compiled for a pool runs on its nodes. Override with KOMPILE_NODE_POOLS.
 node_pools() {
   if [ -n "${KOMPILE_NODE_POOLS:-}" ]; then echo "$KOMPILE_NODE_POOLS"
+  elif grep -qw avx512_bf16 /proc/cpuinfo; then echo "x86-avx512-bf16 x86-avx2"
   elif grep -qw avx512f /proc/cpuinfo; then echo "x86-avx512 x86-avx2"
   else echo "x86-avx2 x86-generic"; fi
 }
