@@ -119,15 +119,16 @@ def pad_channels(mod):
             return call
         if value.dtype.name != "bfloat16" or (not conv and value.ndim != 2):
             return call
-        n, k = value.shape[-1], value.shape[-2]
-        if n % LANES == 0 and k % PAIR == 0:
-            return call
         # The weights' last two axes are (input, output) channels for both; the data's last is input.
-        width = [(0, 0)] * (value.ndim - 2) + [(0, -k % PAIR), (0, -n % LANES)]
-        if k % PAIR:
-            data = relax.op.nn.pad(data, [0, 0] * (len(call.args[0].ty.shape) - 1) + [0, -k % PAIR])
+        n, k = value.shape[-1], value.shape[-2]
+        more_n, more_k = -n % LANES, -k % PAIR
+        if not more_n and not more_k:
+            return call
+        width = [(0, 0)] * (value.ndim - 2) + [(0, more_k), (0, more_n)]
+        if more_k:
+            data = relax.op.nn.pad(data, [0, 0] * (len(data.ty.shape) - 1) + [0, more_k])
         out = rewrites.remake(call, data, relax.const(np.pad(value, width), "bfloat16"))
-        if n % LANES == 0:
+        if not more_n:
             return out
         return relax.op.strided_slice(out, axes=[len(call.ty.shape) - 1], begin=[0], end=[n])
 
