@@ -23,7 +23,7 @@ from kompile.api.compilationjob import Artifact
 from kompile.api.compiledmodel import Latency
 from kompile.api.result import CompilerJob, CompilerResult
 from kompile.storage import ObjectStore, StorageError
-from kompile_compiler import autocast, building, frontends, packaging, profile, targets, trees, tuning
+from kompile_compiler import autocast, building, frontends, kernel_cache, packaging, profile, targets, trees, tuning
 from kompile_compiler.frontends.onnx import datatype
 from kompile_compiler.report import CompileError
 from kompile_compiler.source import fetch, locate, sha256_file
@@ -315,9 +315,17 @@ def _compile_tvm(mod, library: Path, target: targets.CompileTarget, opt_level, p
             if in_winograd:
                 progress(f"{len(in_winograd)} kinds of 3x3 convolution in Winograd form")
             what = f"tuning ({plan.trials} trials) and scheduling" if plan.trials else "scheduling"
+            compiled = kernel_cache.KernelCache(plan.cache, key) if plan.cache is not None else None
             with step(progress, what):
                 mod, report = tuning.schedule(
-                    mod, tvm_target, plan.work_dir, plan.trials, plan.max_trials_per_task, progress, plan.kernels
+                    mod,
+                    tvm_target,
+                    plan.work_dir,
+                    plan.trials,
+                    plan.max_trials_per_task,
+                    progress,
+                    plan.kernels,
+                    compiled,
                 )
                 progress(f"{report.from_records} of {report.kernels} kernels from tuning records")
             report.winograd = sorted(in_winograd)
@@ -327,7 +335,13 @@ def _compile_tvm(mod, library: Path, target: targets.CompileTarget, opt_level, p
             with step(progress, f"compiling for {target.name} ({target.tvm})"):
                 if tuning.tunable(target.tvm):
                     with tvm.transform.PassContext(opt_level=opt_level, config=building.CONFIG):
-                        executable = building.build(mod, tvm_target, plan.threads, Path(objects))
+                        executable = building.build(mod, tvm_target, plan.threads, Path(objects), compiled)
+                    if compiled is not None:
+                        report.compiled = compiled.wire()
+                        where = plan.cache.location
+                        progress(f"{compiled.reused} compiled kernels from {where}, {compiled.stored} stored there")
+                        for problem in dict.fromkeys(compiled.problems):  # each once
+                            progress(problem)
                 else:
                     with tvm.transform.PassContext(opt_level=opt_level):
                         executable = tvm.compile(mod, target=tvm_target)

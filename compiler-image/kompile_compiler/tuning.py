@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import re
 import tempfile
 import time
@@ -85,6 +86,7 @@ class Report:
     settled: set[str] = field(default_factory=set)  # the kernels whose tuned form has a record
     untunable: set[str] = field(default_factory=set)  # scheduled before any record (concatenations)
     winograd: list[str] = field(default_factory=list)  # the convolutions in Winograd form, by shape
+    compiled: dict | None = None  # what the shared cache's compiled kernels saved (`kernel_cache`)
 
     def wire(self) -> dict:
         body = {
@@ -101,6 +103,8 @@ class Report:
             body["tunedKernels"] = self.tuned_kernels
         if self.winograd:
             body["winogradConvolutions"] = self.winograd  # NxHxWxCIxCO of each
+        if self.compiled is not None:
+            body["compiledKernels"] = self.compiled
         return body
 
 
@@ -120,16 +124,27 @@ class RecordCache:
         return [p.read_bytes() for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
 
     def put(self, key: str, name: str, data: bytes) -> str:
+        return self.write(f"{key}/{name}.json", data)
+
+    def read(self, path: str) -> bytes | None:
+        """The object or file at `path` (slash-separated) under the location; None where there is none."""
         if self.s3:
-            loc = S3Location.parse(self.location).child(key).child(f"{name}.json")
-            self.store.write(loc, data)
+            return self.store.read(S3Location.parse(self.location).child(path))
+        file = Path(self.location) / path
+        return file.read_bytes() if file.is_file() else None
+
+    def write(self, path: str, data: bytes) -> str:
+        if self.s3:
+            loc = S3Location.parse(self.location).child(path)
+            kind = "application/json" if path.endswith(".json") else "application/octet-stream"
+            self.store.write(loc, data, content_type=kind)
             return str(loc)
-        path = Path(self.location) / key / f"{name}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
+        file = Path(self.location) / path
+        file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = file.with_name(f".{file.name}.{os.getpid()}.tmp")
         tmp.write_bytes(data)
-        tmp.replace(path)  # readers never see half a bundle
-        return str(path)
+        tmp.replace(file)  # readers never see half a file
+        return str(file)
 
 
 def narrower_keys(tvm_target: dict) -> list[str]:
@@ -197,12 +212,7 @@ def gather(
     ours = [b for b in bundles if b.get("cpu") == here]
     covered = _covered(ours)
     others = [_only(b, None, skip=covered) for b in bundles if b.get("cpu") != here]
-    database = open_database(work_dir=str(work_dir))
-    for body in ours + others:
-        try:
-            _merge(body, database)
-        except Exception as err:  # noqa: BLE001 - as above
-            progress(f"skipped a damaged tuning record bundle: {str(err)[:200]}")
+    database = _merged(work_dir, ours + others, progress)
     records = database.get_all_tuning_records()
     (work_dir / GATHERED).write_text(json.dumps(sorted({_identity(rec) for rec in records})))
     return len(records)
@@ -210,7 +220,52 @@ def gather(
 
 def _covered(bundles: list[dict]) -> set[str]:
     """The workloads `bundles` have records for."""
-    return {json.loads(line)[0] for b in bundles for line in b["workloads"]}
+    return {_workload_of(line) for b in bundles for line in b["workloads"]}
+
+
+def _workload_of(line: str) -> str:
+    """A database workload line's key (its first field), without parsing the kernel after it:
+    ResNet-50's lines are 200 kB each."""
+    end = line.find('",')
+    return line[2:end] if line.startswith('["') and end > 2 else json.loads(line)[0]
+
+
+def _merged(work_dir: Path, bundles: list[dict], progress: Progress):
+    """The database in `work_dir` with the records of `bundles` added, opened. A bundle's lines
+    are a database's own, so they are merged as text (each workload once, the records renumbered)
+    and TVM reads the whole once: merging bundle by bundle through TVM parsed every kernel twice
+    (ResNet-50's 23 bundles: 1.0 s). Where TVM cannot read the merged one (a record it does not
+    know), it is merged again bundle by bundle, the bundles it cannot read skipped."""
+    paths = {part: work_dir / file for part, file in PARTS.items()}
+    before = {part: path.read_text() if path.exists() else "" for part, path in paths.items()}
+    lines = {part: text.splitlines() for part, text in before.items()}
+    index = {_workload_of(line): i for i, line in enumerate(lines["workloads"])}
+    for body in bundles:
+        renumbered = []
+        for line in body["workloads"]:
+            workload = _workload_of(line)
+            if workload not in index:
+                index[workload] = len(lines["workloads"])
+                lines["workloads"].append(line)
+            renumbered.append(index[workload])
+        for line in body["records"]:
+            workload, rest = json.loads(line)
+            lines["records"].append(json.dumps([renumbered[workload], rest]))
+    for part, path in paths.items():
+        path.write_text("".join(line + "\n" for line in lines[part]))
+    try:
+        return open_database(work_dir=str(work_dir))
+    except Exception as err:  # noqa: BLE001 - TVM's parse error, whatever it is
+        progress(f"tuning records TVM cannot read, merging bundle by bundle: {str(err)[:200]}")
+    for part, path in paths.items():
+        path.write_text(before[part])
+    database = open_database(work_dir=str(work_dir))
+    for body in bundles:
+        try:
+            _merge(body, database)
+        except Exception as err:  # noqa: BLE001 - a damaged bundle is skipped, never fatal
+            progress(f"skipped a damaged tuning record bundle: {str(err)[:200]}")
+    return database
 
 
 def workloads(mod) -> set[str]:
@@ -243,7 +298,7 @@ def _only(bundle: dict, wanted: set[str] | None, skip: frozenset[str] | set[str]
     1.2 s on 2 cores) was most of what a compile with records took over one without."""
     index = {}
     for i, line in enumerate(bundle["workloads"]):
-        workload = json.loads(line)[0]
+        workload = _workload_of(line)
         if (wanted is None or workload in wanted) and workload not in skip:
             index[i] = len(index)
     records = []
@@ -261,14 +316,37 @@ def _identity(rec) -> str:
     return f"{tvm_ffi.structural_hash(rec.workload.mod)}:{[float(s) for s in rec.run_secs or []]}"
 
 
+_OPENED: dict = {}  # the database opened last, under its files' state then (`open_database`)
+
+
 def open_database(work_dir, **options):
     """The MetaSchedule JSON database in `work_dir`, with the intrinsics its traces may name
     registered first: a trace that tensorizes with one TVM does not know fails to parse, and
-    the bundle holding it would be dropped whole."""
+    the bundle holding it would be dropped whole.
+
+    A compile opens its database three times (records gathered, Winograd chosen, kernels
+    scheduled), and TVM parses every kernel of it each time (ResNet-50's: 0.4 s): the one
+    opened last is handed out again while its files are as they were when it was opened."""
     from tvm.s_tir import meta_schedule as ms
 
     intrinsics.register()
-    return ms.database.JSONDatabase(work_dir=work_dir, **options)
+    if options:
+        return ms.database.JSONDatabase(work_dir=work_dir, **options)
+    if (database := _OPENED.get(_files_state(work_dir))) is not None:
+        return database
+    database = ms.database.JSONDatabase(work_dir=work_dir)
+    _OPENED.clear()
+    _OPENED[_files_state(work_dir)] = database
+    return database
+
+
+def _files_state(work_dir) -> tuple:
+    """A database folder by its path and its files' sizes and modification times: any write changes it."""
+    state = [str(Path(work_dir).resolve())]
+    for file in PARTS.values():
+        path = Path(work_dir, file)
+        state.append((path.stat().st_size, path.stat().st_mtime_ns) if path.exists() else None)
+    return tuple(state)
 
 
 def _merge(bundle: dict, into) -> None:
@@ -415,10 +493,20 @@ def _calls(mod) -> list[str]:
     return [call.args[0].name_hint for call in rewrites.calls(mod, "relax.call_tir")]
 
 
-def schedule(mod, target, work_dir: Path, trials: int, max_trials_per_task: int | None, progress: Progress, kernels=()):
+def schedule(
+    mod,
+    target,
+    work_dir: Path,
+    trials: int,
+    max_trials_per_task: int | None,
+    progress: Progress,
+    kernels=(),
+    compiled=None,
+):
     """Tune `mod` (from `choose`) when `trials` > 0 (only the kernels named in `kernels`, when
     given), apply the database, the rules to the rest, and repack the weights of the kernels a
-    record gave a layout of their own.
+    record gave a layout of their own (with the repacking built once for the `compiled`
+    kernel cache, where there is one).
 
     Every kernel has two forms: as it is, and with its weights layout-free (`layout`), which
     records tuned before weights were repacked do not cover. Tuning tunes the layout-free form;
@@ -467,7 +555,7 @@ def schedule(mod, target, work_dir: Path, trials: int, max_trials_per_task: int 
     }
     report.from_records = len(report.by_records)
     with target:
-        return repack_weights(schedules.cpu_rules()(tuned)), report
+        return repack_weights(schedules.cpu_rules()(tuned), compiled), report
 
 
 def kernel_name(compiled: str) -> str:
@@ -476,13 +564,13 @@ def kernel_name(compiled: str) -> str:
     return compiled.removesuffix("_prepacked")
 
 
-def repack_weights(mod):
+def repack_weights(mod, compiled=None):
     """The weight layout changes the records' schedules asked for, split out of their kernels
-    and done once, on the constant weights, at compile time (all their kernels built at once:
-    `folding.kernels_on_constants`)."""
+    and done once, on the constant weights, at compile time (all their kernels built at once,
+    or taken from the `compiled` kernel cache: `folding.kernels_on_constants`)."""
     from tvm import relax
 
-    repacked = folding.kernels_on_constants(relax.transform.SplitLayoutRewritePreproc()(mod))
+    repacked = folding.kernels_on_constants(relax.transform.SplitLayoutRewritePreproc()(mod), compiled)
     return relax.transform.FoldConstant()(repacked)
 
 

@@ -106,3 +106,26 @@ def dense(path: Path, seed: int = 3) -> Path:
         [weight, bias],
     )
     return save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+
+def two_dense(path: Path, seed: int = 4) -> Path:
+    """Two dense layers (x [4, 64] -> 32 -> 16): two kernels, one more than `dense`."""
+    rng = np.random.default_rng(seed)
+    weights = [
+        numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), name)
+        for name, shape in (("w1", (64, 32)), ("b1", (32,)), ("w2", (32, 16)), ("b2", (16,)))
+    ]
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["x", "w1"], ["h"]),
+            helper.make_node("Add", ["h", "b1"], ["z"]),
+            helper.make_node("Relu", ["z"], ["a"]),
+            helper.make_node("MatMul", ["a", "w2"], ["g"]),
+            helper.make_node("Add", ["g", "b2"], ["y"]),
+        ],
+        "two_dense",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 16])],
+        weights,
+    )
+    return save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)

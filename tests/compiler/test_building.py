@@ -1,8 +1,9 @@
-"""A model built with its kernels split over threads runs as the one `tvm.compile` builds, and the
-weight repacking run all at once folds what FoldConstant folds.
+"""A model built one kernel an object file, on two threads, runs as the one `tvm.compile` builds;
+a second build links the objects a shared cache kept from the first; and the weight repacking
+run all at once folds what FoldConstant folds.
 
 SqueezeNet with the shipped x86-avx512 records: tuned kernels (among them Winograd ones and
-ones whose weights the records repack) and untuned ones, built in two groups.
+ones whose weights the records repack) and untuned ones.
 """
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 import tvm_ffi
 
 from kompile.api import Framework, Precision, parse_data_input_config
-from kompile_compiler import building, folding, frontends, layout, targets, tuning
+from kompile_compiler import building, folding, frontends, kernel_cache, layout, targets, tuning
 from kompile_compiler.pipeline import _prepare, _tvm_target
 from tests.compiler.models import save, with_random_weights, zoo
 
@@ -56,7 +57,13 @@ def _run(executable, folder, name, feed):
     return (result if hasattr(result, "numpy") else result[0]).numpy()
 
 
-def test_kernels_built_in_two_groups_run_as_tvm_compile_builds_them(scheduled, target, tmp_path):
+def _kernel_count(mod) -> int:
+    import tvm
+
+    return sum(isinstance(f, tvm.tirx.PrimFunc) for f in mod.functions.values())
+
+
+def test_kernels_built_one_an_object_run_as_tvm_compile_builds_them(scheduled, target, tmp_path):
     import tvm
 
     if why := targets.why_not_runnable_here(target):
@@ -66,42 +73,72 @@ def test_kernels_built_in_two_groups_run_as_tvm_compile_builds_them(scheduled, t
     with tvm.transform.PassContext(opt_level=3):
         whole = tvm.compile(mod, target=tvm_target)
         split = building.build(mod, tvm_target, 2, tmp_path)
-    assert list(tmp_path.glob("kernels*.o")), "no second group was built"
+    assert len(list(tmp_path.glob("kernel*.o"))) >= _kernel_count(mod) - 1  # fused kernels and their weights' repacking
     np.testing.assert_array_equal(_run(split, tmp_path, "split.so", feed), _run(whole, tmp_path, "whole.so", feed))
 
 
-def test_every_group_is_built_in_the_callers_pass_context(scheduled, tmp_path):
+def test_every_kernel_is_built_in_the_callers_pass_context(scheduled, tmp_path):
     # Worker threads start with TVM's default context: the caller's settings must reach them.
     import tvm
 
     mod, tvm_target = scheduled
     with tvm.transform.PassContext(opt_level=3, config=building.CONFIG):
         building.build(mod, tvm_target, 2, tmp_path)
-    objects = sorted(tmp_path.glob("kernels*.o"))
-    assert len(objects) == 2  # one a thread; the cheapest kernel goes to the module export writes
+    objects = sorted(tmp_path.glob("kernel*.o"))
     check = b"Mismatched type on argument"  # part of an argument check's message
-    assert not any(check in o.read_bytes() for o in objects)
+    assert objects and not any(check in o.read_bytes() for o in objects)
     with tvm.transform.PassContext(opt_level=3):
         building.build(mod, tvm_target, 2, tmp_path)
     assert all(check in o.read_bytes() for o in objects)
 
 
-def test_groups_hold_every_kernel_once_and_split_the_costliest(scheduled):
+def _cache(folder):
+    return kernel_cache.KernelCache(tuning.RecordCache(str(folder)), "test-key")
+
+
+def test_a_second_build_links_the_objects_the_cache_kept_and_runs_the_same(scheduled, target, tmp_path):
     import tvm
 
-    mod, _ = scheduled
-    costs = {gv: building._cost(f) for gv, f in mod.functions_items() if isinstance(f, tvm.tirx.PrimFunc)}
-    parts = building.groups(costs, 2)
-    assert len(parts) == 2
-    assert sorted(gv.name_hint for part in parts for gv in part) == sorted(gv.name_hint for gv in costs)
-    costliest = sorted(costs, key=lambda gv: -costs[gv])[:2]
-    assert {i for i, part in enumerate(parts) for gv in costliest if gv in part} == {0, 1}
-    totals = sorted(sum(costs[gv] for gv in part) for part in parts)
-    assert totals[0] >= totals[1] / 3, totals  # the rest balances against the costliest
-    assert building.groups(costs, 1) == [sorted(costs, key=lambda gv: -costs[gv])]
+    mod, tvm_target = scheduled
+    feed = np.random.default_rng(1).standard_normal(INPUTS["data_0"]).astype(np.float32)
+    first, second = _cache(tmp_path / "cache"), _cache(tmp_path / "cache")
+    with tvm.transform.PassContext(opt_level=3, config=building.CONFIG):
+        built = building.build(mod, tvm_target, 2, tmp_path / "first", first)
+        rebuilt = building.build(mod, tvm_target, 2, tmp_path / "second", second)
+    kept = sorted((tmp_path / "cache" / "test-key" / kernel_cache.FOLDER).glob("*.o"))
+    assert first.reused == 0 and first.stored == len(kept) == len(list((tmp_path / "first").glob("kernel*.o")))
+    assert second.reused == first.stored and second.stored == 0 and not second.problems
+    # What the second build links is the first's machine code, byte for byte.
+    assert sorted(p.read_bytes() for p in (tmp_path / "second").glob("kernel*.o")) == sorted(
+        p.read_bytes() for p in (tmp_path / "first").glob("kernel*.o")
+    )
+    if why := targets.why_not_runnable_here(target):
+        pytest.skip(why)
+    np.testing.assert_array_equal(_run(rebuilt, tmp_path, "second.so", feed), _run(built, tmp_path, "first.so", feed))
 
 
-def test_repacking_all_at_once_folds_what_foldconstant_folds(fused, target):
+def test_a_damaged_cached_object_is_compiled_again_and_one_of_another_context_is_not_taken(scheduled, tmp_path):
+    import tvm
+
+    mod, tvm_target = scheduled
+    with tvm.transform.PassContext(opt_level=3, config=building.CONFIG):
+        building.build(mod, tvm_target, 2, tmp_path / "first", _cache(tmp_path / "cache"))
+        kept = sorted((tmp_path / "cache" / "test-key" / kernel_cache.FOLDER).glob("*.o"))
+        data = bytearray(kept[0].read_bytes())
+        data[-100] ^= 0xFF  # one flipped bit of machine code
+        kept[0].write_bytes(bytes(data))
+        again = _cache(tmp_path / "cache")
+        building.build(mod, tvm_target, 2, tmp_path / "again", again)
+    assert again.reused == len(kept) - 1 and again.stored == 1
+    assert any("damaged" in p for p in again.problems)
+    assert kernel_cache.FORMAT in kept[0].read_bytes() and kept[0].read_bytes() != bytes(data)  # stored anew
+    with tvm.transform.PassContext(opt_level=3):  # the kernels' argument checks back: other machine code
+        other = _cache(tmp_path / "cache")
+        building.build(mod, tvm_target, 2, tmp_path / "other", other)
+    assert other.reused == 0 and other.stored == len(kept)
+
+
+def test_repacking_all_at_once_folds_what_foldconstant_folds(fused, target, tmp_path):
     import tvm
     from tvm import relax
     from tvm.s_tir import meta_schedule as ms
@@ -110,13 +147,19 @@ def test_repacking_all_at_once_folds_what_foldconstant_folds(fused, target):
     with _tvm_target(target, 2), ms.database.JSONDatabase(work_dir=str(work)):
         applied = relax.transform.MetaScheduleApplyDatabase()(layout.weights_layout_free(mod))
     split = relax.transform.SplitLayoutRewritePreproc()(applied)
+    first, second = _cache(tmp_path), _cache(tmp_path)
     with tvm.target.Target("llvm"):
         # FoldConstant leaves the repacking kernels in the module, unused; they are dropped here.
         by_tvm = relax.transform.DeadCodeElimination()(relax.transform.FoldConstant()(split))
         at_once = relax.transform.FoldConstant()(folding.kernels_on_constants(split))
+        # Built once as a shared library the kernel cache keeps, then loaded from there.
+        stored = relax.transform.FoldConstant()(folding.kernels_on_constants(split, first))
+        reused = relax.transform.FoldConstant()(folding.kernels_on_constants(split, second))
     assert any(gv.name_hint.endswith("_weight_prepack") for gv in split.get_global_vars())
     assert not any(gv.name_hint.endswith("_weight_prepack") for gv in at_once.get_global_vars())
     assert tvm_ffi.structural_equal(at_once, by_tvm)
+    assert (first.stored, first.reused, second.stored, second.reused) == (1, 0, 0, 1)
+    assert tvm_ffi.structural_equal(stored, by_tvm) and tvm_ffi.structural_equal(reused, by_tvm)
 
 
 @pytest.mark.parametrize(

@@ -84,6 +84,23 @@ def test_the_next_compile_takes_the_records_from_the_cache(tuned, dense, s3, tmp
     assert "published" not in report  # nothing tuned, nothing to share
 
 
+def test_a_recompile_links_the_kernels_the_first_compile_left_in_the_cache(s3, tmp_path):
+    store, _ = s3
+    model = models.two_dense(tmp_path / "two_dense.onnx")
+    cache = f"{CACHE}compiled-{tmp_path.name}/"  # a cache of this test's own: no other test's kernels
+    _, first = compile_onnx(model, {"x": [4, 64]}, tmp_path / "first", tuning_cache=cache, store=store)
+    _, again = compile_onnx(model, {"x": [4, 64]}, tmp_path / "again", tuning_cache=cache, store=store)
+    stored = first["tuning"]["compiledKernels"]
+    assert stored["kernelsReused"] == 0 and stored["kernelsStored"] >= 1, stored
+    assert again["tuning"]["compiledKernels"] == {"kernelsReused": stored["kernelsStored"], "kernelsStored": 0}
+    key = tuning.target_key(host_target().tvm)
+    kept = store.list(S3Location.parse(cache).child(f"{key}/kernels"))
+    assert len(kept) == stored["kernelsStored"]
+    assert again["parity"]["maxAbsError"] < 1e-4  # the linked objects compute the model
+    _, plain = compile_onnx(model, {"x": [4, 64]}, tmp_path / "plain")
+    assert "compiledKernels" not in plain["tuning"]  # no shared cache, nothing kept
+
+
 def test_a_bundle_never_carries_the_records_it_was_given(tuned, s3, tmp_path):
     # Else every job would republish the whole cache, each bundle carrying all before it.
     store, _ = s3
