@@ -240,17 +240,20 @@ def _merged(work_dir: Path, bundles: list[dict], progress: Progress):
     before = {part: path.read_text() if path.exists() else "" for part, path in paths.items()}
     lines = {part: text.splitlines() for part, text in before.items()}
     index = {_workload_of(line): i for i, line in enumerate(lines["workloads"])}
+    readable = []
     for body in bundles:
-        renumbered = []
-        for line in body["workloads"]:
-            workload = _workload_of(line)
+        try:
+            keys = [_workload_of(line) for line in body["workloads"]]
+            records = [(keys[workload], rest) for workload, rest in map(json.loads, body["records"])]
+        except Exception as err:  # noqa: BLE001 - a damaged bundle is skipped, never fatal
+            progress(f"skipped a damaged tuning record bundle: {str(err)[:200]}")
+            continue
+        readable.append(body)
+        for workload, line in zip(keys, body["workloads"], strict=True):
             if workload not in index:
                 index[workload] = len(lines["workloads"])
                 lines["workloads"].append(line)
-            renumbered.append(index[workload])
-        for line in body["records"]:
-            workload, rest = json.loads(line)
-            lines["records"].append(json.dumps([renumbered[workload], rest]))
+        lines["records"] += [json.dumps([index[workload], rest]) for workload, rest in records]
     for part, path in paths.items():
         path.write_text("".join(line + "\n" for line in lines[part]))
     try:
@@ -260,7 +263,7 @@ def _merged(work_dir: Path, bundles: list[dict], progress: Progress):
     for part, path in paths.items():
         path.write_text(before[part])
     database = open_database(work_dir=str(work_dir))
-    for body in bundles:
+    for body in readable:
         try:
             _merge(body, database)
         except Exception as err:  # noqa: BLE001 - a damaged bundle is skipped, never fatal

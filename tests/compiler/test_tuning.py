@@ -187,6 +187,29 @@ def test_a_damaged_bundle_in_the_cache_is_skipped(tuned, dense, s3, tmp_path):
     assert manifest["tuning"]["kernelsFromRecords"] == tuned["tuning"]["kernelsFromRecords"]
 
 
+def test_a_bundle_whose_trace_tvm_cannot_read_is_skipped_and_the_others_kept(tmp_path):
+    # Bundles are merged as text and TVM parses the whole once; a record it cannot read sends
+    # the merge bundle by bundle, so only the bundle that holds it is lost.
+    key = "llvm-x86_64-linux-gnu-skylake-avx512"
+    real = json.loads((tuning.SHIPPED / key / "squeezenet.3.json").read_bytes())
+    good = {**real, "workloads": real["workloads"][:1], "records": [r for r in real["records"] if r.startswith("[0,")]}
+    bad = {**real, "workloads": real["workloads"][1:2], "records": []}
+    for line in real["records"]:
+        if line.startswith("[1,"):
+            bad["records"].append("[0," + line[3:].replace('"GetSBlock"', '"NoSuchInstruction"', 1))
+    assert good["records"] and bad["records"]
+    cache = tuning.RecordCache(str(tmp_path / "cache"))
+    cache.put("test-key", "good", json.dumps(good).encode())
+    cache.put("test-key", "bad", json.dumps(bad).encode())
+    # And one whose record is not JSON at all: skipped before TVM sees it.
+    cache.put("test-key", "broken", json.dumps({**good, "records": ["[0, [[[cut short"]}).encode())
+    seen = []
+    (tmp_path / "work").mkdir()
+    assert tuning.gather(tmp_path / "work", "test-key", cache, seen.append) == len(good["records"])
+    assert any("merging bundle by bundle" in line for line in seen), seen
+    assert sum("skipped a damaged tuning record bundle" in line for line in seen) == 2, seen
+
+
 def test_a_local_folder_serves_as_the_cache(tmp_path):
     cache = tuning.RecordCache(str(tmp_path / "cache"))
     where = cache.put("llvm-x", "one", b"{}")
