@@ -61,6 +61,11 @@ class KernelCache:
         except (StorageError, OSError) as err:
             self.problems.append(f"storing a compiled kernel: {err}")
 
+    def unusable(self, problem: str) -> None:
+        """What `get` gave would not load after all: it was not reused."""
+        self.reused -= 1
+        self.problems.append(problem)
+
     def _path(self, key: str) -> str:
         return f"{self.target_key}/{FOLDER}/{key}.o"
 
@@ -70,7 +75,10 @@ class KernelCache:
 
 def key(name: str, script: str, target) -> str:
     """What makes a kernel's object file: its name (the object's symbol), its scheduled TIR, the
-    target, the pass context it is built in, and the TVM and LLVM that build it."""
+    target, the pass context it is built in, and the TVM and LLVM that build it, on this kind of
+    machine (a target without a triple is built for the compiling machine's)."""
+    import platform
+
     import tvm
 
     context = tvm.transform.PassContext.current()
@@ -80,6 +88,7 @@ def key(name: str, script: str, target) -> str:
         tvm.__version__,
         str(tvm.target.codegen.llvm_version_major()),
         str(target),
+        platform.machine(),
         str(context.opt_level),
         repr(config),
         name,

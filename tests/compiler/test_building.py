@@ -6,6 +6,8 @@ SqueezeNet with the shipped x86-avx512 records: tuned kernels (among them Winogr
 ones whose weights the records repack) and untuned ones.
 """
 
+import hashlib
+
 import numpy as np
 import pytest
 import tvm_ffi
@@ -160,6 +162,15 @@ def test_repacking_all_at_once_folds_what_foldconstant_folds(fused, target, tmp_
     assert tvm_ffi.structural_equal(at_once, by_tvm)
     assert (first.stored, first.reused, second.stored, second.reused) == (1, 0, 0, 1)
     assert tvm_ffi.structural_equal(stored, by_tvm) and tvm_ffi.structural_equal(reused, by_tvm)
+    # A cached library that will not load (its digest intact: written so) is built again.
+    (kept,) = (tmp_path / "test-key" / kernel_cache.FOLDER).glob("*.o")
+    junk = b"not a shared library"
+    kept.write_bytes(kernel_cache.FORMAT + hashlib.sha256(junk).hexdigest().encode() + b"\n" + junk)
+    third = _cache(tmp_path)
+    with tvm.target.Target("llvm"):
+        rebuilt = relax.transform.FoldConstant()(folding.kernels_on_constants(split, third))
+    assert any("would not load" in p for p in third.problems) and (third.reused, third.stored) == (0, 1)
+    assert tvm_ffi.structural_equal(rebuilt, by_tvm)
 
 
 @pytest.mark.parametrize(
