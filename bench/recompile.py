@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -42,7 +41,7 @@ def one(name: str, target_name: str, records: bool, cache: str | None) -> None:
 def fresh(name: str, target_name: str, records: bool, cache: Path | None) -> dict:
     command = [sys.executable, __file__, "--one", name, "--target", target_name]
     command += (["--records"] if records else []) + (["--cache", str(cache)] if cache else [])
-    done = subprocess.run(command, capture_output=True, text=True, check=True, env=os.environ)
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 

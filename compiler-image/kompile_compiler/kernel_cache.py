@@ -18,6 +18,7 @@ object is stored with its sha256 and checked when read; a damaged one is compile
 from __future__ import annotations
 
 import hashlib
+import threading
 from dataclasses import dataclass, field
 
 FORMAT = b"kompile.dev/kernel-object/v1\n"
@@ -33,6 +34,13 @@ class KernelCache:
     reused: int = 0
     stored: int = 0
     problems: list[str] = field(default_factory=list)  # reads or writes that failed: the compile goes on
+    # `building.build` calls get and put from several threads; `+=` on a count is no atomic step.
+    _counting: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def _count(self, reused: int = 0, stored: int = 0) -> None:
+        with self._counting:
+            self.reused += reused
+            self.stored += stored
 
     def get(self, key: str) -> bytes | None:
         from kompile.storage import StorageError
@@ -48,7 +56,7 @@ class KernelCache:
         if not data.startswith(FORMAT) or hashlib.sha256(body).hexdigest().encode() != digest:
             self.problems.append(f"a damaged compiled kernel ({key[:12]}) was compiled again")
             return None
-        self.reused += 1
+        self._count(reused=1)
         return body
 
     def put(self, key: str, body: bytes) -> None:
@@ -57,13 +65,13 @@ class KernelCache:
         data = FORMAT + hashlib.sha256(body).hexdigest().encode() + b"\n" + body
         try:
             self.records.write(self._path(key), data)
-            self.stored += 1
+            self._count(stored=1)
         except (StorageError, OSError) as err:
             self.problems.append(f"storing a compiled kernel: {err}")
 
     def unusable(self, problem: str) -> None:
         """What `get` gave would not load after all: it was not reused."""
-        self.reused -= 1
+        self._count(reused=-1)
         self.problems.append(problem)
 
     def _path(self, key: str) -> str:

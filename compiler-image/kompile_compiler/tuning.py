@@ -347,8 +347,11 @@ def _files_state(work_dir) -> tuple:
     """A database folder by its path and its files' sizes and modification times: any write changes it."""
     state = [str(Path(work_dir).resolve())]
     for file in PARTS.values():
-        path = Path(work_dir, file)
-        state.append((path.stat().st_size, path.stat().st_mtime_ns) if path.exists() else None)
+        try:
+            stat = Path(work_dir, file).stat()
+            state.append((stat.st_size, stat.st_mtime_ns))
+        except FileNotFoundError:
+            state.append(None)
     return tuple(state)
 
 
