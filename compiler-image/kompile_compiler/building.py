@@ -68,19 +68,24 @@ def build(mod, target, threads: int, objects: Path, cache=None):
         index, gv = index_gv
         attrs = funcs[gv].attrs
         symbol = str(attrs["global_symbol"]) if attrs is not None and "global_symbol" in attrs else gv.name_hint
-        with context:
-            key = kernel_cache.key(symbol, scripts[gv], target) if cache is not None and index else None
-            path = objects / f"kernel{index}.o"
-            if key is not None and (body := cache.get(key)) is not None:
-                path.write_bytes(body)
-                return tvm.runtime.load_static_library(str(path), [symbol])
-            library = tvm.tirx.build(tvm.IRModule({gv: funcs[gv]}, attrs=kernels.attrs), target=target)
+
+        def compiled():
+            with context:
+                return tvm.tirx.build(tvm.IRModule({gv: funcs[gv]}, attrs=kernels.attrs), target=target)
+
         if index == 0:
-            return library
-        library.write_to_file(str(path))
-        if key is not None:
-            cache.put(key, path.read_bytes())
-        return tvm.runtime.load_static_library(str(path), [symbol])
+            return compiled()
+        path = objects / f"kernel{index}.o"
+
+        def load(path):
+            return tvm.runtime.load_static_library(str(path), [symbol])
+
+        if cache is None:
+            compiled().write_to_file(str(path))
+            return load(path)
+        with context:
+            key = kernel_cache.key(symbol, scripts[gv], target)
+        return cache.built(key, path, lambda path: compiled().write_to_file(str(path)), load)
 
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
         libraries = list(pool.map(compile_kernel, enumerate(order)))

@@ -178,16 +178,12 @@ def _built_here(kernels, cache, folder: Path):
     if cache is None:
         return tvm.tirx.build(kernels, target=target)
     key = kernel_cache.key("weight-repacking", kernels.script(), target)
-    path = folder / "repacking.so"
-    if (body := cache.get(key)) is not None:
-        path.write_bytes(body)
-        try:
-            return tvm.runtime.load_module(str(path))
-        except Exception as err:  # noqa: BLE001 - the cache only saves time: build it anew
-            cache.unusable(f"a cached weight repacking would not load ({str(err)[:200]}): built again")
-    tvm.tirx.build(kernels, target=target).export_library(str(path))
-    cache.put(key, path.read_bytes())
-    return tvm.runtime.load_module(str(path))
+    return cache.built(
+        key,
+        folder / "repacking.so",
+        lambda path: tvm.tirx.build(kernels, target=target).export_library(str(path)),
+        lambda path: tvm.runtime.load_module(str(path)),
+    )
 
 
 def _arguments(call) -> list:

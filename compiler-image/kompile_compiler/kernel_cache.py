@@ -74,6 +74,19 @@ class KernelCache:
         self._count(reused=-1)
         self.problems.append(problem)
 
+    def built(self, key: str, path, build, load):
+        """`load(path)` of the file kept under `key`, written to `path`; where there is none, or
+        it will not load, of the file `build(path)` writes there, which is then kept."""
+        if (body := self.get(key)) is not None:
+            path.write_bytes(body)
+            try:
+                return load(path)
+            except Exception as err:  # noqa: BLE001 - the cache only saves time: build it anew
+                self.unusable(f"a cached {path.name} would not load ({str(err)[:200]}): built again")
+        build(path)
+        self.put(key, path.read_bytes())
+        return load(path)
+
     def _path(self, key: str) -> str:
         return f"{self.target_key}/{FOLDER}/{key}.o"
 
