@@ -77,15 +77,18 @@ def build(mod, target, threads: int, objects: Path, cache=None):
             return compiled()
         path = objects / f"kernel{index}.o"
 
+        def write(path):
+            compiled().write_to_file(str(path))
+
         def load(path):
             return tvm.runtime.load_static_library(str(path), [symbol])
 
         if cache is None:
-            compiled().write_to_file(str(path))
+            write(path)
             return load(path)
         with context:
             key = kernel_cache.key(symbol, scripts[gv], target)
-        return cache.built(key, path, lambda path: compiled().write_to_file(str(path)), load)
+        return cache.built(key, path, write, load)
 
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
         libraries = list(pool.map(compile_kernel, enumerate(order)))

@@ -69,11 +69,6 @@ class KernelCache:
         except (StorageError, OSError) as err:
             self.problems.append(f"storing a compiled kernel: {err}")
 
-    def unusable(self, problem: str) -> None:
-        """What `get` gave would not load after all: it was not reused."""
-        self._count(reused=-1)
-        self.problems.append(problem)
-
     def built(self, key: str, path, build, load):
         """`load(path)` of the file kept under `key`, written to `path`; where there is none, or
         it will not load, of the file `build(path)` writes there, which is then kept."""
@@ -82,7 +77,8 @@ class KernelCache:
             try:
                 return load(path)
             except Exception as err:  # noqa: BLE001 - the cache only saves time: build it anew
-                self.unusable(f"a cached {path.name} would not load ({str(err)[:200]}): built again")
+                self._count(reused=-1)  # `get` counted it
+                self.problems.append(f"a cached {path.name} would not load ({str(err)[:200]}): built again")
         build(path)
         self.put(key, path.read_bytes())
         return load(path)
