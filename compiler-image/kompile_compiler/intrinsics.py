@@ -179,8 +179,8 @@ def tiling_rule(name: str):
             packed.annotate(cache, PREPROC, True)
             packed.transform_layout(block, ("read", index), _pair_layout(n_dim, k_dim, ndim))
             # A padded convolution's padding, inlined into it, would make its reads a select
-            # the intrinsic does not match: the padding stays a block of its own, which
-            # RandomComputeLocation may still compute inside the convolution's tiles.
+            # the intrinsic does not match: the padding stays a block of its own (AutoInline
+            # reads the mark, `compute_location_rule` too), computed at any of the tiles' loops.
             for producer in packed.get_producers(block):
                 if PREPROC not in packed.get(producer).annotations:
                     packed.annotate(producer, NO_INLINE[0], NO_INLINE[1])
@@ -190,6 +190,52 @@ def tiling_rule(name: str):
             return TileForIntrinsic()
 
     return TileForIntrinsic()
+
+
+def compute_location_rule(tries: int = 8):
+    """MetaSchedule's RandomComputeLocation, but a block `tiling_rule` marked not to be inlined
+    is never inlined: the rule samples "inline" among its locations (about one design space in
+    six of a padded convolution lost its intrinsic so), so it samples again, from a copy of the
+    schedule (each copy draws from a seed of its own). After `tries` draws of nothing else it
+    leaves the block where it is. The evolutionary search's mutator may still draw "inline"; such
+    a candidate only measures slower."""
+    from tvm.ir.utils import derived_object
+    from tvm.s_tir import meta_schedule as ms
+    from tvm.s_tir.meta_schedule.schedule_rule import PyScheduleRule
+
+    @derived_object
+    class ComputeLocationKeepingMarked(PyScheduleRule):
+        def __init__(self):
+            self.inner = ms.schedule_rule.RandomComputeLocation()
+
+        def _initialize_with_tune_context(self, context) -> None:
+            self.inner._initialize_with_tune_context(context)
+
+        def apply(self, sch, block):
+            stmt = sch.get(block)
+            if stmt.annotations.get(NO_INLINE[0]) != NO_INLINE[1]:
+                return list(self.inner.apply(sch, block))
+            for _ in range(tries):
+                drawn = sch.copy()  # the rule schedules in place; an inlined block is gone
+                results = list(self.inner.apply(drawn, block))
+                if all(_has_block(result, stmt.name_hint) for result in results):
+                    return results
+            return [sch]
+
+        def clone(self):
+            return ComputeLocationKeepingMarked()
+
+    return ComputeLocationKeepingMarked()
+
+
+def _has_block(sch, name: str) -> bool:
+    from tvm.s_tir.schedule import ScheduleError
+
+    try:
+        sch.get_sblock(name, func_name="main")
+    except ScheduleError:  # no block has the name
+        return False
+    return True
 
 
 def layout_rewrite_unless_packed():

@@ -649,6 +649,10 @@ def search_space(target):
     rules = list(ms.ScheduleRule.create("llvm"))
     tiling = next(i for i, rule in enumerate(rules) if type(rule) is ms.schedule_rule.MultiLevelTiling)
     rules[tiling:tiling] = [intrinsics.tiling_rule(name) for name in names]
+    rules = [
+        intrinsics.compute_location_rule() if type(rule) is ms.schedule_rule.RandomComputeLocation else rule
+        for rule in rules
+    ]
     postprocs = [
         intrinsics.layout_rewrite_unless_packed() if type(p) is ms.postproc.RewriteLayout else p
         for p in ms.Postproc.create("llvm")

@@ -115,22 +115,24 @@ def test_kernels_it_does_not_fit_are_left_to_the_other_rules(case):
     assert intrinsics.tiling_rule(intrinsics.BF16_DOT_16x2).apply(sch, block)[0].mod.same_as(before)
 
 
+# Seeds whose draws inlined a padded convolution's padding into two of its three design spaces
+# (3: one of three) when RandomComputeLocation could still draw "inline" for it.
+@pytest.mark.parametrize("seed", [3, 18])
 @pytest.mark.parametrize("case", [lambda: _matmul(64, 32), lambda: _conv_nhwc(16, 32, padded=True)])
-def test_the_design_spaces_of_a_kernel_it_fits_are_tensorized(case):
+def test_the_design_spaces_of_a_kernel_it_fits_are_tensorized(case, seed):
     """MetaSchedule's design spaces for the target, through its postprocessors, call the
-    intrinsic. A padded convolution's too: its padding, inlined into it, would not match (none
-    did). One may still not: RandomComputeLocation can put the padding inside the 16 x 2 tile."""
+    intrinsic. A padded convolution's too: its padding, inlined into it, would not match."""
     from tvm.s_tir import meta_schedule as ms
 
     sch, _ = case()
     target = _target("cooperlake", **{"num-cores": 2})
-    context = ms.TuneContext(mod=sch.mod, target=target, space_generator=tuning.search_space(target), task_name="t")
+    space = tuning.search_space(target)
+    context = ms.TuneContext(mod=sch.mod, target=target, space_generator=space, task_name="t", rand_state=seed)
     spaces = context.space_generator.generate_design_space(sch.mod)
-    tensorized = 0
+    assert len(spaces) > 1  # a space per reuse level of the accumulators
     for space in spaces:
         assert all(postproc.apply(space) for postproc in context.space_generator.postprocs)
-        tensorized += "kompile_dpbf16ps" in space.mod.script()
-    assert tensorized >= len(spaces) - 1 >= 1
+        assert "kompile_dpbf16ps" in space.mod.script(), space.trace
 
 
 M, N, K = 8, 64, 96
