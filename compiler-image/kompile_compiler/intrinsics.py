@@ -24,6 +24,7 @@ FEATURE = "avx512bf16"
 PREPROC = "meta_schedule.layout_rewrite_preproc"  # marks a weight-repacking block
 AUTO_TENSORIZE = "meta_schedule.auto_tensorize"  # marks a block RewriteTensorize will tensorize
 NO_INLINE = ("meta_schedule.inline_rule", "disable")  # keeps AutoInline off a block
+_PADDED_OPS = ("relax.nn.conv2d", "relax.matmul")
 
 _LLVM_IR = """
 define linkonce_odr <16 x float> @kompile_dpbf16ps(<16 x float> %acc, ptr %a, ptr %b) alwaysinline {
@@ -93,16 +94,32 @@ def for_target(target) -> list[str]:
     return [BF16_DOT_16x2] if FEATURE in features else []
 
 
-def pad_channels(mod):
-    """`mod` (laid out for the CPU, constants folded) with every bf16 matmul or NHWC convolution
-    whose constant weights have a shape `_bf16_dot_weight` refuses made to fit it: output channels
-    not a multiple of 16 (a classifier's 1000) get zero weights up to the next multiple and the
-    result is sliced back; an odd number of input channels (an image's 3) gets one zero channel
-    in the weights and in the data. The instruction multiplies pairs of input channels into 16
-    output channels at once; the zeros cost a few products (a third more for an image's first
-    convolution, under 2% for a classifier) and the kernel gets the instruction: SqueezeNet's
-    classifier took a quarter of its BF16 time with products in float32 registers. The slice and
-    the data's pad are injective ops, fused into the kernels next to them."""
+def float32_lanes(target) -> int | None:
+    """How many float32 values one of `target`'s vector registers holds (16 with AVX-512, 8 with
+    AVX2), or None for a target that is not an x86 LLVM one."""
+    if target.kind.name != "llvm":
+        return None
+    from tvm.target import codegen
+
+    features = {str(f) for f in codegen.llvm_get_cpu_features(target)}
+    return 16 if "avx512f" in features else 8 if "avx2" in features else None
+
+
+def pad_channels(mod, dtype: str = "bfloat16", lanes: int = LANES, pair: int = PAIR, ops=_PADDED_OPS):
+    """`mod` (laid out for the CPU, constants folded) with every `ops` call on `dtype` data and
+    constant `dtype` weights (a matmul, or a NHWC convolution) made to fit a vector of `lanes`
+    output channels that multiplies `pair` input channels at once: output channels not a multiple
+    of `lanes` (a classifier's 1000) get zero weights up to the next multiple and the result is
+    sliced back; input channels not a multiple of `pair` (an image's 3) get zero channels in the
+    weights and in the data. The slice and the data's pad are injective ops, fused into the
+    kernels next to them.
+
+    The defaults fit `vdpbf16ps` (`_bf16_dot_weight`): the zeros cost a few products (a third
+    more for an image's first convolution, under 2% for a classifier) and the kernel gets the
+    instruction; SqueezeNet's classifier took a quarter of its BF16 time with products in
+    float32 registers. In float32 with AVX-512's 16 lanes, 1000 outputs split into vectors of 8
+    only (the largest power of two dividing 1000): SqueezeNet's classifier, a 1x1 convolution,
+    ran at half width and took a quarter of the model's time."""
     import numpy as np
     from tvm import relax
     from tvm.relax.dpl import is_const, is_op, wildcard
@@ -117,24 +134,22 @@ def pad_channels(mod):
         conv = call.op.name == "relax.nn.conv2d"
         if conv and (call.attrs.kernel_layout != "HWIO" or call.attrs.out_layout != "NHWC" or call.attrs.groups != 1):
             return call
-        if value.dtype.name != "bfloat16" or (not conv and value.ndim != 2):
+        if value.dtype.name != dtype or (not conv and value.ndim != 2):
             return call
         # The weights' last two axes are (input, output) channels for both; the data's last is input.
         n, k = value.shape[-1], value.shape[-2]
-        more_n, more_k = -n % LANES, -k % PAIR
+        more_n, more_k = -n % lanes, -k % pair
         if not more_n and not more_k:
             return call
         width = [(0, 0)] * (value.ndim - 2) + [(0, more_k), (0, more_n)]
         if more_k:
             data = relax.op.nn.pad(data, [0, 0] * (len(data.ty.shape) - 1) + [0, more_k])
-        out = rewrites.remake(call, data, relax.const(np.pad(value, width), "bfloat16"))
+        out = rewrites.remake(call, data, relax.const(np.pad(value, width), dtype))
         if not more_n:
             return out
         return relax.op.strided_slice(out, axes=[len(call.ty.shape) - 1], begin=[0], end=[n])
 
-    patterns = [
-        is_op(name)(wildcard().has_dtype("bfloat16"), is_const()) for name in ("relax.nn.conv2d", "relax.matmul")
-    ]
+    patterns = [is_op(name)(wildcard().has_dtype(dtype), is_const()) for name in ops]
     return rewrites.by_patterns("PadChannels", [(pattern, padded) for pattern in patterns], mod)
 
 

@@ -259,15 +259,17 @@ def test_a_fresh_process_takes_the_shipped_records_that_tensorize(tmp_path):
     assert int(ran.stdout.split()[-1]) == sum(len(b["records"]) for b in bundles)
 
 
-def _classifier(conv_out: int, fc_in: int, fc_out: int, groups: int = 1, channels: int = 8):
-    """A bf16 NHWC convolution (3x3, `channels` in) into a matmul, both on constant weights, as a Relax module."""
+def _classifier(conv_out: int, fc_in: int, fc_out: int, groups: int = 1, channels: int = 8, dtype="bfloat16"):
+    """A NHWC convolution (3x3, `channels` in) into a matmul, both on constant `dtype` weights,
+    as a Relax module."""
     import ml_dtypes
     from tvm import relax
 
     rng = np.random.default_rng(1)
-    weights = lambda *shape: relax.const(rng.standard_normal(shape).astype(ml_dtypes.bfloat16), "bfloat16")  # noqa: E731
+    numpy_dtype = np.dtype(getattr(ml_dtypes, dtype, dtype))
+    weights = lambda *shape: relax.const(rng.standard_normal(shape).astype(numpy_dtype), dtype)  # noqa: E731
     builder = relax.BlockBuilder()
-    x = relax.Var("x", relax.TensorType((1, 3, 3, channels), "bfloat16"))
+    x = relax.Var("x", relax.TensorType((1, 3, 3, channels), dtype))
     with builder.function("main", [x]):
         with builder.dataflow():
             y = builder.emit(
@@ -282,7 +284,7 @@ def _classifier(conv_out: int, fc_in: int, fc_out: int, groups: int = 1, channel
                     out_dtype="float32",
                 )
             )
-            flat = builder.emit(relax.op.reshape(relax.op.astype(y, "bfloat16"), (1, 9 * conv_out)))
+            flat = builder.emit(relax.op.reshape(relax.op.astype(y, dtype), (1, 9 * conv_out)))
             head = builder.emit(relax.op.matmul(flat, weights(fc_in, fc_out), out_dtype="float32"))
             out = builder.emit_output(head)
         builder.emit_func_output(out)
@@ -328,6 +330,22 @@ def _widths(mod) -> list[int]:
 )
 def test_only_kernels_padding_fits_are_padded(make, widths):
     assert _widths(intrinsics.pad_channels(make())) == widths
+
+
+@pytest.mark.parametrize(("mcpu", "conv_width"), [("skylake-avx512", 32), ("core-avx2", 24), ("cooperlake", 32)])
+def test_float32_convolutions_get_whole_vectors_of_output_channels(mcpu, conv_width):
+    """In float32 a convolution's output channels are padded to the target's vector width (16
+    with AVX-512, 8 with AVX2), as the compile prepares a model; its matmul keeps its shape (and
+    its records), the image's 3 channels too (no pairs in float32): the same numbers."""
+    from kompile_compiler import rewrites
+
+    mod = _classifier(conv_out=20, fc_in=9 * 20, fc_out=40, channels=3, dtype="float32")
+    padded = tuning.prepare(mod, _target(mcpu)).folded
+    assert _widths(padded) == [conv_width, 40]
+    (conv,) = rewrites.calls(padded, "relax.nn.conv2d")
+    assert int(conv.args[0].ty.shape[-1]) == 3
+    x = np.random.default_rng(4).standard_normal((1, 3, 3, 3)).astype("float32")
+    np.testing.assert_allclose(_run_relax(padded, x), _run_relax(mod, x), rtol=1e-5, atol=1e-5)
 
 
 def test_an_image_s_three_channels_get_a_fourth_of_zeros():
