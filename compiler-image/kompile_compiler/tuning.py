@@ -84,7 +84,7 @@ class Report:
     tuned_kernels: list[str] = field(default_factory=list)  # empty: every kernel was a candidate
     by_records: set[str] = field(default_factory=set)  # the kernels a record scheduled (not in the manifest)
     settled: set[str] = field(default_factory=set)  # the kernels whose tuned form has a record
-    untunable: set[str] = field(default_factory=set)  # scheduled before any record (concatenations)
+    untunable: set[str] = field(default_factory=set)  # scheduled before any record (concatenations, elementwise)
     winograd: list[str] = field(default_factory=list)  # the convolutions in Winograd form, by shape
     compiled: dict | None = None  # what the shared cache's compiled kernels saved (`kernel_cache`)
 
@@ -531,7 +531,7 @@ def schedule(
 
     report = Report(trials=trials, tuned_kernels=list(kernels))
     with target:
-        mod = schedules.concatenations(mod)  # before any record: they are never the faster
+        mod = schedules.before_records(mod)  # the records' schedules for these are never the faster
     report.untunable = schedules.scheduled(mod)
     database = open_database(work_dir=str(work_dir))
     report.records_available = len(database)
