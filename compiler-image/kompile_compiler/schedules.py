@@ -48,7 +48,7 @@ def before_records(mod):
 
 
 def scheduled(mod) -> set[str]:
-    """The kernels of `mod` marked scheduled (`concatenations`), by name: no record or trial is for them."""
+    """The kernels of `mod` marked scheduled (`before_records`), by name: no record or trial is for them."""
     from tvm import tirx
 
     return {
