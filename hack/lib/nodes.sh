@@ -189,9 +189,16 @@ start_nodes() {
   done
 }
 
+# Ready, as reported by the kubelet running now: etcd state kept from an earlier cluster (or
+# another machine) still says Ready=True with an old heartbeat, so a heartbeat from before this
+# kubelet's start (its pid file's time) does not count.
 node_ready() {
-  [ "$(kubectl --kubeconfig "$ADMIN_KUBECONFIG" get node "$1" \
-    -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" = True ]
+  local ready beat started
+  read -r ready beat < <(kubectl --kubeconfig "$ADMIN_KUBECONFIG" get node "$1" \
+    -o jsonpath='{range .status.conditions[?(@.type=="Ready")]}{.status} {.lastHeartbeatTime}{end}' 2>/dev/null)
+  [ "$ready" = True ] || return 1
+  started=$(stat -c %Y "$PIDS/kubelet-$1.pid" 2>/dev/null) || return 1
+  [ "$(date -d "$beat" +%s 2>/dev/null || echo 0)" -ge "$started" ]
 }
 
 node_count() { local n=0 p; for p in $(node_pools); do n=$((n + 1)); done; echo "$n"; }
