@@ -72,8 +72,12 @@ class Injective(CPUScheduleRule):
 
     PARALLEL_FROM = 4096  # elements; below that a parallel launch costs more than it saves
 
+    def admits(self, _sch, _blocks) -> bool:
+        """Whether the kernel is this rule's, beyond its blocks being injective."""
+        return True
+
     def apply(self, func, target, _tunable):
-        if not (inlined := _inlined(self, func, target)):
+        if not (inlined := _inlined(self, func, target, admits=self.admits)):
             return None
         sch, last = inlined
         loops = sch.get_loops(last.block_rv)
@@ -99,12 +103,8 @@ class Elementwise(Injective):
     of loads and stores whose only schedule choice is the one `Injective` makes. Transposes,
     reshapes and padding read elsewhere and are left to records and the rules."""
 
-    def apply(self, func, target, tunable):
-        sch = s_tir.Schedule(func)
-        blocks = normalize_prim_func(sch)
-        if not blocks or not all(_in_place(sch.get(b.block_rv)) for b in blocks):
-            return None
-        return super().apply(func, target, tunable)
+    def admits(self, sch, blocks) -> bool:
+        return all(_in_place(sch.get(b.block_rv)) for b in blocks)
 
 
 def _in_place(block) -> bool:
@@ -135,15 +135,18 @@ def _in_place(block) -> bool:
     return all(there(read) for read in block.reads)
 
 
-def _inlined(rule, func, target, last_injective: bool = True):
+def _inlined(rule, func, target, last_injective: bool = True, admits=None):
     """A schedule of `func` with every block inlined into the last, and the last's BlockInfo;
     None unless the target is the rule's, the blocks are injective (the last one too, unless
-    `last_injective` is False) and each can be inlined (a second output cannot)."""
+    `last_injective` is False), `admits(sch, blocks)` holds where given (checked before any
+    inlining, on the normalized blocks) and each can be inlined (a second output cannot)."""
     if not rule.is_target_available(target):
         return None
     sch = s_tir.Schedule(func)
     blocks = normalize_prim_func(sch)
     if not blocks or not all(b.is_injective() for b in (blocks if last_injective else blocks[:-1])):
+        return None
+    if admits is not None and not admits(sch, blocks):
         return None
     try:
         for block in blocks[:-1]:
