@@ -16,6 +16,7 @@ from kompile.api.common import TensorSpec
 class KernelTime:
     seconds: float  # all of this kernel's calls in one inference (the median over the runs)
     calls: int  # how many times one inference calls it
+    shapes: tuple[tuple[int, ...], ...] = ()  # its tensor arguments' shapes at its first call, outputs last
 
 
 def kernel_profile(
@@ -30,11 +31,14 @@ def kernel_profile(
     per_run: list[dict[str, float]] = []  # seconds by kernel, one dict per inference
     calls: dict[str, int] = {}
     started: dict[str, float] = {}
+    shapes: dict[str, tuple[tuple[int, ...], ...]] = {}
 
-    def instrument(_func, name, before, _ret, *_args):
+    def instrument(_func, name, before, _ret, *args):
         if before:
             started[name] = time.perf_counter()
         else:
+            if name not in shapes:
+                shapes[name] = tuple(tuple(int(d) for d in a.shape) for a in args if hasattr(a, "shape"))
             spent = per_run[-1]
             spent[name] = spent.get(name, 0.0) + time.perf_counter() - started[name]
             calls[name] = calls.get(name, 0) + 1
@@ -45,7 +49,7 @@ def kernel_profile(
         per_run.append({})
         vm["main"](*args)
     return {
-        name: KernelTime(float(np.median([spent[name] for spent in per_run])), n // runs)
+        name: KernelTime(float(np.median([spent[name] for spent in per_run])), n // runs, shapes.get(name, ()))
         for name, n in calls.items()
         if not name.startswith("vm.")  # kernels, not VM builtins
     }

@@ -34,6 +34,9 @@ def test_the_profile_counts_the_calls_of_a_kernel_used_twice(tmp_path):
     times = profile.kernel_profile(out / packaging.LIBRARY, feed, [TensorSpec(name="x", shape=[4, 64])], runs=3)
     assert [k.calls for k in times.values()] == [2], times  # one fused matmul+relu, called per layer
     assert all(k.seconds > 0 for k in times.values())
+    # Its arguments as the first call saw them: the activations in, the weights, the output last.
+    (kernel,) = times.values()
+    assert kernel.shapes[0] == (4, 64) and kernel.shapes[-1] == (4, 64) and len(kernel.shapes) >= 3, kernel
     assert profile.kernel_times(out / packaging.LIBRARY, feed, [TensorSpec(name="x", shape=[4, 64])]).keys() == (
         times.keys()
     )
