@@ -56,6 +56,11 @@ def main() -> None:
         "--winograd", action="store_true", help="every 3x3 convolution Winograd can compute in that form, to tune it"
     )
     parser.add_argument(
+        "--cold-cache",
+        action="store_true",
+        help="time each candidate with the CPU caches flushed first, as a kernel deep in a network finds them",
+    )
+    parser.add_argument(
         "--kernels",
         nargs="+",
         default=(),
@@ -83,6 +88,7 @@ def main() -> None:
                 tuning_cache=str(CACHE),
                 winograd=True if args.winograd else None,
                 kernels=tuple(args.kernels),
+                cold_cache=args.cold_cache,
             )
             stem = name if args.precision is Precision.FP32 else f"{name}-{args.precision.value.lower()}"
             # A bundle holds only what this run measured (never the records it was given), so a

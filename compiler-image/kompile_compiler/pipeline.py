@@ -89,13 +89,15 @@ def compile_model(
     uncompiled: bool = False,
     winograd: bool | None = None,
     kernels: tuple[str, ...] = (),
+    cold_cache: bool = False,
 ) -> tuple[CompilerResult, dict]:
     """Compile a model into an artifact; `uncompiled` packages the ONNX model as it is instead,
     checked and measured the same way, for onnxruntime in the serving pod (a baseline).
     `winograd` (CPU): None computes a 3x3 convolution in Winograd form where the tuning records
     time that form faster than the direct one, True wherever it can (to tune that form:
     `bench/tune.py --winograd`), False never. `kernels` (names, as `bench/kernels.py` lists
-    them): the kernels `trials` go to, instead of the ones the compile would pick."""
+    them): the kernels `trials` go to, instead of the ones the compile would pick. `cold_cache`:
+    tuning times each candidate with the CPU caches flushed first (`tuning.measuring`)."""
     try:
         declared = parse_data_input_config(data_input_config, framework)
     except DataInputConfigError as err:
@@ -138,6 +140,7 @@ def compile_model(
             "trials": trials,
             "maxTrialsPerTask": max_trials_per_task,
             **({"kernels": list(kernels)} if kernels else {}),
+            **({"coldCache": True} if cold_cache else {}),
         },
         compiler=versions,
         **({"uncompiled": True} if uncompiled else {}),
@@ -162,7 +165,8 @@ def compile_model(
             trees.build(imported.mod, library, target, threads)
     else:
         cache = tuning.RecordCache(tuning_cache, store) if tuning_cache else None
-        plan = TuningPlan(workdir / "tuning", trials, max_trials_per_task, cache, threads, key, winograd=winograd)
+        plan = TuningPlan(workdir / "tuning", trials, max_trials_per_task, cache, threads, key)
+        plan.winograd, plan.cold_cache = winograd, cold_cache
         mod = _prepare(imported.mod, target, precision, threads, progress)
         if trials and kernels:
             plan.kernels = _named_kernels(mod, kernels)
@@ -266,6 +270,7 @@ class TuningPlan:
     name: str  # this compile's bundle name in the shared cache
     kernels: tuple[str, ...] = ()  # tune only these (by name); empty: every kernel
     winograd: bool | None = None  # see `compile_model`
+    cold_cache: bool = False  # see `compile_model`
 
 
 @contextmanager
@@ -326,6 +331,7 @@ def _compile_tvm(mod, library: Path, target: targets.CompileTarget, opt_level, p
                     progress,
                     plan.kernels,
                     compiled,
+                    plan.cold_cache,
                 )
                 progress(f"{report.from_records} of {report.kernels} kernels from tuning records")
             report.winograd = sorted(in_winograd)
@@ -382,7 +388,7 @@ def _heaviest(mod, imported, target, opt_level, plan: TuningPlan, folder: Path, 
 def _publish(plan: TuningPlan, key: str, progress) -> str | None:
     """This compile's best records into the shared cache, for every later compile on this target."""
     try:
-        where = plan.cache.put(key, plan.name, tuning.bundle(plan.work_dir, key))
+        where = plan.cache.put(key, plan.name, tuning.bundle(plan.work_dir, key, plan.cold_cache))
     except (StorageError, OSError) as err:
         progress(f"could not share the tuning records at {plan.cache.location}: {err}")
         return None

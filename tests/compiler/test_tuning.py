@@ -217,44 +217,67 @@ def test_a_local_folder_serves_as_the_cache(tmp_path):
     assert cache.bundles("llvm-y") == []
 
 
+SQUEEZENET_AVX512 = tuning.SHIPPED / "llvm-x86_64-linux-gnu-skylake-avx512" / "squeezenet.3.json"
+
+
+def _timed(real: dict, cpu: str, seconds: float, count: int, **fields) -> dict:
+    """`real`'s first `count` workloads, with one record each measured at `seconds` on `cpu`."""
+    records = []
+    for line in real["records"]:
+        workload, (trace, _, target, args) = json.loads(line)
+        if workload < count and all(json.loads(r)[0] != workload for r in records):
+            records.append(json.dumps([workload, [trace, [seconds], target, args]]))
+    return {**real, "cpu": cpu, "workloads": real["workloads"][:count], "records": records, **fields}
+
+
+def _best(work_dir) -> dict[str, float]:
+    """The lowest time the database in `work_dir` has for each workload, by structural hash."""
+    import tvm_ffi
+    from tvm.s_tir import meta_schedule as ms
+
+    database = ms.database.JSONDatabase(work_dir=str(work_dir))
+    seconds = {}
+    for rec in database.get_all_tuning_records():
+        workload = str(tvm_ffi.structural_hash(rec.workload.mod))
+        seconds[workload] = min(seconds.get(workload, 1.0), float(rec.run_secs[0]))
+    return seconds
+
+
 def test_records_measured_on_this_cpu_model_win_over_faster_ones_from_another(tmp_path):
     """Of two records for a kernel TVM applies the one with the lower measured time, and a time
     measured on another CPU model is no measure of this one: where this model's bundles cover a
     kernel, another model's records for it are left out; they still serve the kernels it lacks."""
-    import tvm_ffi
-    from tvm.s_tir import meta_schedule as ms
-
     from kompile_compiler.targets import host_cpu
 
-    key = "llvm-x86_64-linux-gnu-skylake-avx512"
-    real = json.loads((tuning.SHIPPED / key / "squeezenet.3.json").read_bytes())
+    real = json.loads(SQUEEZENET_AVX512.read_bytes())
     kernel, other_kernel = (json.loads(line)[0] for line in real["workloads"][:2])
-
-    def timed(cpu, seconds, count):
-        """The bundle's first `count` workloads, with one record each measured at `seconds`."""
-        records = []
-        for line in real["records"]:
-            workload, (trace, _, target, args) = json.loads(line)
-            if workload < count and all(json.loads(r)[0] != workload for r in records):
-                records.append(json.dumps([workload, [trace, [seconds], target, args]]))
-        return {**real, "cpu": cpu, "workloads": real["workloads"][:count], "records": records}
-
-    def best(work_dir):
-        database = ms.database.JSONDatabase(work_dir=str(work_dir))
-        seconds = {}
-        for rec in database.get_all_tuning_records():
-            workload = str(tvm_ffi.structural_hash(rec.workload.mod))
-            seconds[workload] = min(seconds.get(workload, 1.0), float(rec.run_secs[0]))
-        return seconds
-
     for cpu, expected in ((host_cpu(), 2e-3), ("another-model", 1e-6)):
         cache = tuning.RecordCache(str(tmp_path / cpu / "cache"))
-        cache.put("test-key", "here", json.dumps(timed(cpu, 2e-3, 1)).encode())
+        cache.put("test-key", "here", json.dumps(_timed(real, cpu, 2e-3, 1)).encode())
         # A CPU model no machine has: a real name would be this machine's own on that machine.
-        cache.put("test-key", "there", json.dumps(timed("some-other-model", 1e-6, 2)).encode())
+        cache.put("test-key", "there", json.dumps(_timed(real, "some-other-model", 1e-6, 2)).encode())
         (tmp_path / cpu / "work").mkdir()
         assert tuning.gather(tmp_path / cpu / "work", "test-key", cache, print) >= 2
-        assert best(tmp_path / cpu / "work") == {kernel: expected, other_kernel: 1e-6}
+        assert _best(tmp_path / cpu / "work") == {kernel: expected, other_kernel: 1e-6}
+
+
+def test_records_timed_with_cold_caches_win_over_faster_hot_ones(tmp_path):
+    """A time measured with the caches flushed is longer than one measured hot, so the two are
+    not compared: where a cold-cache bundle of this CPU model covers a kernel, the hot records
+    of it are left out, and they still serve the kernels it lacks."""
+    from kompile_compiler.targets import host_cpu
+
+    real = json.loads(SQUEEZENET_AVX512.read_bytes())
+    kernel, other_kernel = (json.loads(line)[0] for line in real["workloads"][:2])
+    for caches, expected in ((tuning.COLD, 2e-3), (None, 1e-6)):
+        folder = tmp_path / str(caches)
+        cache = tuning.RecordCache(str(folder / "cache"))
+        marked = {"caches": caches} if caches else {}
+        cache.put("test-key", "cold", json.dumps(_timed(real, host_cpu(), 2e-3, 1, **marked)).encode())
+        cache.put("test-key", "hot", json.dumps(_timed(real, host_cpu(), 1e-6, 2)).encode())
+        (folder / "work").mkdir(parents=True)
+        assert tuning.gather(folder / "work", "test-key", cache, print) >= 2
+        assert _best(folder / "work") == {kernel: expected, other_kernel: 1e-6}
 
 
 def test_records_are_kept_apart_per_instruction_set():
