@@ -165,8 +165,16 @@ def compile_model(
             trees.build(imported.mod, library, target, threads)
     else:
         cache = tuning.RecordCache(tuning_cache, store) if tuning_cache else None
-        plan = TuningPlan(workdir / "tuning", trials, max_trials_per_task, cache, threads, key)
-        plan.winograd, plan.cold_cache = winograd, cold_cache
+        plan = TuningPlan(
+            workdir / "tuning",
+            trials,
+            max_trials_per_task,
+            cache,
+            threads,
+            key,
+            winograd=winograd,
+            cold_cache=cold_cache,
+        )
         mod = _prepare(imported.mod, target, precision, threads, progress)
         if trials and kernels:
             plan.kernels = _named_kernels(mod, kernels)
