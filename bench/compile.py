@@ -98,14 +98,31 @@ def kompile_run(manifest: dict, folder: Path, feed: dict) -> Callable[[], object
     return lambda: run(*args)
 
 
+def quiet(step: float = 0.01, longest: float = 3.0) -> float:
+    """Seconds waited until no thread of this process has used the CPU for `step`: the runtime
+    timed before has stopped spinning. onnxruntime's idle workers spin for a fifth of a second
+    after a call here (TVM's, which yield, for a twentieth); a runtime timed in that time shares
+    the 2 cores with them, and its first call took 50 ms instead of 5 (SqueezeNet). In a serving
+    pod no other runtime spins beside a model."""
+    start = time.perf_counter()
+    while (waited := time.perf_counter() - start) < longest:
+        used = time.process_time()
+        time.sleep(step)
+        if time.process_time() - used < step / 20:
+            return waited
+    return waited
+
+
 def in_turns(runs: dict[str, Callable[[], object]], rounds: int = 12, calls: int = 5) -> dict[str, float]:
     """Median latency (ms) of each run, measured in `rounds` turns of `calls` calls each, so a
-    drift in the machine's speed reaches every runtime alike."""
+    drift in the machine's speed reaches every runtime alike; each turn starts once the runtime
+    before has gone `quiet`."""
     times: dict[str, list[float]] = {name: [] for name in runs}
     for run in runs.values():
         run()  # first call: allocation, thread pools, lazy initialisation
     for _ in range(rounds):
         for name, run in runs.items():
+            quiet()
             for _ in range(calls):
                 start = time.perf_counter()
                 run()

@@ -7,7 +7,8 @@ Relax VM's instrument hook (`profile.kernel_profile`); runs onnxruntime on the s
 its own profiler (`SessionOptions.enable_profiling`). Both sides' times are of kernels in place,
 inside whole inferences, so the caches hold what a real call leaves in them (a record's time,
 measured alone with its inputs hot, can be a third lower), and both are profiled in `--turns`
-turns, ours then onnxruntime, each figure the median over the turns, so a drift in the
+turns, ours then onnxruntime, each once the other's threads have stopped spinning
+(`bench.compile.quiet`), each figure the median over the turns, so a drift in the
 machine's speed reaches both sides alike. Convolutions are matched on their
 shapes (input height and channels, output height and channels; the kernel size is not in our
 kernels' arguments once the weights are repacked, so a 1x1 and a 3x3 of one shape share a row);
@@ -28,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.cases import NAMES, case
-from bench.compile import feeds, kompile, onnx_file
+from bench.compile import feeds, kompile, onnx_file, quiet
 from bench.tune import catalog_target
 from kompile.api.common import TensorSpec
 from kompile_compiler import packaging, profile
@@ -132,7 +133,9 @@ def main() -> None:
         feed = feeds(model)
         specs = [TensorSpec(name=i["name"], shape=i["shape"]) for i in manifest["inputs"]]
         for _ in range(args.turns):
+            quiet()
             kernels = profile.kernel_profile(folder / "build" / "artifact" / packaging.LIBRARY, feed, specs, args.runs)
+            quiet()
             ort_ms, nodes = onnxruntime_profile(model, feed, threads, args.runs * 5)
             ours.append(our_rows(kernels, names))
             theirs.append(ort_rows(nodes))
