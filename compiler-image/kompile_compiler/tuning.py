@@ -85,7 +85,8 @@ class Report:
     tuned_kernels: list[str] = field(default_factory=list)  # empty: every kernel was a candidate
     by_records: set[str] = field(default_factory=set)  # the kernels a record scheduled (not in the manifest)
     settled: set[str] = field(default_factory=set)  # the kernels whose tuned form has a record
-    untunable: set[str] = field(default_factory=set)  # scheduled before any record (concatenations, elementwise)
+    # Scheduled before any record (concatenations, elementwise kernels, reductions along rows).
+    untunable: set[str] = field(default_factory=set)
     winograd: list[str] = field(default_factory=list)  # the convolutions in Winograd form, by shape
     compiled: dict | None = None  # what the shared cache's compiled kernels saved (`kernel_cache`)
 

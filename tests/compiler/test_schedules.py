@@ -1,6 +1,6 @@
 """Kernels no tuning record covers: elementwise chains, pooling, concatenations and softmax get
-schedules that vectorise (and spread over the cores when large), and a single-row softmax is
-not recomputed per element.
+schedules that vectorise (and spread over the cores when large), a single-row softmax is
+not recomputed per element, and a softmax or layer norm over many rows goes a row at a time.
 
 The network has the kernels of a classifier that dlight's CPU rules left as scalar loops on one
 core: a decomposed batch norm with its ReLU, a padded max pool, a concatenation, and the
@@ -201,3 +201,71 @@ def test_a_kernel_that_reads_elsewhere_is_not_taken_for_elementwise():
     for out in (topi.transpose(x, (0, 2, 1, 3)), topi.nn.pad(x, [0, 1, 1, 0], [0, 1, 1, 0])):
         func = te.create_prim_func([x, out])
         assert schedules.Elementwise().apply(func, _tvm_target(host_target(), 2), False) is None
+
+
+def _rows(reduce):
+    """A kernel reducing the last axis of 12 x 128 rows of 128 with TOPI's op (softmax, layer norm)."""
+    from tvm import te
+
+    x = te.placeholder((1, 12, 128, 128), "float32", name="x")
+    return te.create_prim_func(reduce(x))
+
+
+def test_a_softmax_over_many_rows_is_scheduled_a_row_at_a_time_before_any_record():
+    """An attention softmax: the rows spread over the cores, each reduction a vector at a time
+    (its partial lanes summed at the row's end), the same results as numpy's."""
+    import tvm
+    from tvm import topi
+
+    from kompile_compiler import schedules
+
+    func = _rows(lambda x: [x, topi.nn.softmax(x, axis=-1)])
+    with _tvm_target(host_target(), 2):
+        scheduled = schedules.before_records(tvm.IRModule({"main": func}))["main"]
+    assert scheduled.attrs["tirx.is_scheduled"]
+    script = scheduled.script()
+    assert {"parallel", "vectorized"} <= loop_kinds(scheduled)
+    assert script.count("_rf[") and script.count("T.vectorized(") >= 4  # max and sum in lanes, exp, output
+    x = np.random.default_rng(6).standard_normal((1, 12, 128, 128)).astype("float32") * 4
+    out = tvm.runtime.tensor(np.zeros_like(x))
+    tvm.compile(tvm.IRModule({"main": scheduled}), target=_tvm_target(host_target(), 2))(tvm.runtime.tensor(x), out)
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    np.testing.assert_allclose(out.numpy(), e / e.sum(axis=-1, keepdims=True), rtol=1e-5, atol=1e-7)
+
+
+def test_a_layer_norm_is_scheduled_a_row_at_a_time():
+    """Its mean is read by two blocks (the variance and the output): kept as a value a row, not recomputed."""
+    import tvm
+    from tvm import te, topi
+
+    from kompile_compiler import schedules
+
+    gamma, beta = (te.placeholder((128,), "float32", name=n) for n in ("gamma", "beta"))
+    func = _rows(lambda x: [x, gamma, beta, topi.nn.layer_norm(x, gamma, beta, axis=[3], epsilon=1e-5)])
+    with _tvm_target(host_target(), 2):
+        scheduled = schedules.row_reductions(tvm.IRModule({"main": func}))["main"]
+    assert scheduled.attrs["tirx.is_scheduled"]
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((1, 12, 128, 128)).astype("float32")
+    g, b = rng.uniform(0.5, 1.5, (2, 128)).astype("float32")
+    out = tvm.runtime.tensor(np.zeros_like(x))
+    tvm.compile(tvm.IRModule({"main": scheduled}), target=_tvm_target(host_target(), 2))(
+        *(tvm.runtime.tensor(a) for a in (x, g, b)), out
+    )
+    normed = (x - x.mean(axis=-1, keepdims=True)) / np.sqrt(x.var(axis=-1, keepdims=True) + 1e-5)
+    np.testing.assert_allclose(out.numpy(), normed * g + b, rtol=1e-4, atol=1e-5)
+
+
+def test_few_rows_or_other_axes_are_not_taken_for_row_reductions():
+    # A classifier's softmax is one row (`SingleRowReduction`); a global pool reduces two axes.
+    from tvm import te, topi
+
+    from kompile_compiler import schedules
+
+    target = _tvm_target(host_target(), 2)
+    logits = te.placeholder((1, 1000), "float32", name="logits")
+    softmax = te.create_prim_func([logits, topi.nn.softmax(logits)])
+    assert schedules.RowReductions().apply(softmax, target, False) is None
+    maps = te.placeholder((1, 7, 7, 64), "float32", name="maps")
+    pooled = topi.sum(maps, axis=[1, 2], keepdims=True)
+    assert schedules.RowReductions().apply(te.create_prim_func([maps, pooled]), target, False) is None
