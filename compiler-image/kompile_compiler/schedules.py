@@ -2,8 +2,8 @@
 rules for what dlight's CPU rules leave slow; and `Concatenation`, `Elementwise` and
 `RowReductions`, which go before any record (`before_records`).
 
-dlight's Reduction rule parallelises a softmax-like kernel (max, exp, sum, divide) over its last block's
-leading spatial loop and computes every earlier block inside it. With one row only (a
+dlight's Reduction rule parallelises a softmax-like kernel (max, exp, sum, divide) over its
+last block's leading spatial loop and computes every earlier block inside it. With one row only (a
 classifier's softmax over 1,000 classes at batch 1) that loop is the row itself, so the row's
 max, exponentials and sum are recomputed for each of its 1,000 elements: 1.7-3.2 ms for what
 takes microseconds (SqueezeNet on 2 cores: a fifth of the model). A single row is scheduled
