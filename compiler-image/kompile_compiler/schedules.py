@@ -300,7 +300,7 @@ class RowReductions(CPUScheduleRule):
             return None
         try:
             return self._schedule(sch, blocks, reductions, lanes)
-        except (s_tir.ScheduleError, ValueError):  # a block that cannot go inside its row
+        except (RuntimeError, ValueError):  # ScheduleError, a lost loop: a block that cannot go inside its row
             return None
 
     @staticmethod
