@@ -66,11 +66,29 @@ def host_target() -> CompileTarget:
     """The machine this runs on, for local compiles (`kompile compile` without a target)."""
     mcpu = host_cpu()
     tvm_target = {"kind": "llvm", "mtriple": TRIPLES[host_arch()], "mcpu": mcpu}
-    # A virtual machine can hide features its CPU model has (AMX on an Emerald Rapids VM): LLVM
-    # names the model, so the features /proc/cpuinfo lacks are switched off.
-    if lacking := _lacking(isa_features(mcpu)):
-        tvm_target["mattr"] = [f"-{feature}" for feature in lacking]
+    # A virtual machine can hide features its CPU model has (AMX on an Emerald Rapids VM), or
+    # name an older model than the CPU it runs on (Rocket Lake for a CPU with AMX and
+    # AVX512-BF16): LLVM names the model from its number, so the features /proc/cpuinfo lacks
+    # are switched off, and those the CPU has beyond the model's switched on.
+    mattr = [f"-{feature}" for feature in _lacking(isa_features(mcpu))]
+    mattr += [f"+{feature}" for feature in _beyond(mcpu)]
+    if mattr:
+        tvm_target["mattr"] = mattr
     return CompileTarget("host", Backend.TVM, tvm_target)
+
+
+def _beyond(mcpu: str) -> list[str]:
+    """The instruction sets this CPU has (as LLVM reads them from CPUID, and /proc/cpuinfo
+    lists, so the kernel supports them too) that the `mcpu` model has not."""
+    import tvm_ffi
+
+    try:
+        host = tvm_ffi.get_global_func("tvm.codegen.llvm.GetHostCPUFeatures")()
+    except Exception:  # noqa: BLE001 - a TVM without LLVM: the model's features alone
+        return []
+    flags = host_cpu_flags()
+    on = {str(f) for f, enabled in host.items() if enabled and ISA_FEATURE.match(str(f))}
+    return sorted(f for f in on - isa_features(mcpu) if _norm(f) in flags)
 
 
 @cache
