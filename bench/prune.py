@@ -4,10 +4,10 @@
 
 MetaSchedule times a candidate alone, again and again on the same buffers; inside the network
 a kernel can run slower with the record that won there than with the one before (two of
-DenseNet-121's 1x1 convolutions after session 26's round). Once `bench/kernels.py` or
+DenseNet-121's 1x1 convolutions after session 26's round). Once `bench/kernel_times.py` or
 `profile.kernel_profile` has shown which, this rewrites the bundle without those kernels'
 workloads (both keys: the weights as they are and layout-free) and their records, so the
-shipped records before it keep them. Names as `bench/kernels.py` lists them.
+shipped records before it keep them. Names as `bench/kernel_times.py` lists them.
 """
 
 from __future__ import annotations

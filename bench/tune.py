@@ -64,7 +64,7 @@ def main() -> None:
         "--kernels",
         nargs="+",
         default=(),
-        help="tune these kernels (names as bench/kernels.py lists them) and no others",
+        help="tune these kernels (names as bench/kernel_times.py lists them) and no others",
     )
     args = parser.parse_args()
     target = catalog_target(args.target)

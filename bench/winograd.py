@@ -6,7 +6,7 @@ Tunes (MetaSchedule, `--trials` each) the NHWC convolution of an H x W x CI imag
 channels, batch 1, directly (its weights layout-free, as the compile tunes them) and as the
 Winograd kernel of `kompile_compiler.winograd` with each tile size asked for, on this machine
 for `--target`, and prints each one's best measured time. `--direct-ms` takes the direct time
-from elsewhere (`bench/kernels.py` of a model with shipped records) instead of tuning it.
+from elsewhere (`bench/kernel_times.py` of a model with shipped records) instead of tuning it.
 Minutes on 2 cores; figures, never assertions.
 """
 

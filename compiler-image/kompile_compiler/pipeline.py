@@ -95,7 +95,7 @@ def compile_model(
     checked and measured the same way, for onnxruntime in the serving pod (a baseline).
     `winograd` (CPU): None computes a 3x3 convolution in Winograd form where the tuning records
     time that form faster than the direct one, True wherever it can (to tune that form:
-    `bench/tune.py --winograd`), False never. `kernels` (names, as `bench/kernels.py` lists
+    `bench/tune.py --winograd`), False never. `kernels` (names, as `bench/kernel_times.py` lists
     them): the kernels `trials` go to, instead of the ones the compile would pick. `cold_cache`:
     tuning times each candidate with the CPU caches flushed first (`tuning.measuring`)."""
     try:

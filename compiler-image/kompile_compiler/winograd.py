@@ -1,7 +1,7 @@
 """Winograd convolutions for the CPU: 3x3 stride-1 convolutions with a quarter of the multiplies.
 
 Tuned direct convolutions already run at 170-220 GFLOPS on the 2 cores here (ResNet-50 in NHWC,
-x86-avx512, `bench/kernels.py`), about nine tenths of what the cores can do, so their time only
+x86-avx512, `bench/kernel_times.py`), about nine tenths of what the cores can do, so their time only
 falls with fewer multiplies. Winograd's F(m x m, 3 x 3) computes each m x m output tile from an
 (m+2) x (m+2) input tile in the transformed domain, where the convolution is one element-wise
 product per point, summed over the input channels: a batch of (m+2)^2 matrix products. With m = 4

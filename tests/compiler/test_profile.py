@@ -1,4 +1,4 @@
-"""The per-kernel profile a compile uses to spend a small tuning budget (and bench/kernels.py prints)."""
+"""The per-kernel profile a compile uses to spend a small tuning budget (and bench/kernel_times.py prints)."""
 
 import numpy as np
 from onnx import TensorProto, helper, numpy_helper

@@ -1,6 +1,6 @@
 """Where a compiled model's time goes, kernel by kernel, and the rate each kernel reaches.
 
-    PYTHONPATH=. .venv/bin/python bench/kernels.py resnet50 [--target x86-avx2] [--top 20] [--runs 5]
+    PYTHONPATH=. .venv/bin/python bench/kernel_times.py resnet50 [--target x86-avx2] [--top 20] [--runs 5]
 
 Compiles the model with the shipped records, as a compile pod would, runs it `--runs` times
 under the Relax VM's instrument hook, and prints for each kernel: calls per inference, its
