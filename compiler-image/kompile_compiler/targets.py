@@ -92,12 +92,15 @@ def _beyond(mcpu: str) -> list[str]:
 
 
 @cache
-def isa_features(mcpu: str) -> frozenset[str]:
+def isa_features(mcpu: str, mattr: tuple[str, ...] = ()) -> frozenset[str]:
+    """The instruction sets of CPU model `mcpu`, with `mattr`'s switched on (+) and off (-) as
+    LLVM does it (switching AVX-512F off switches off every AVX-512 set with it)."""
     import tvm
     from tvm.target import codegen
 
+    target = {"kind": "llvm", "mcpu": mcpu, **({"mattr": list(mattr)} if mattr else {})}
     try:
-        features = codegen.llvm_get_cpu_features(tvm.target.Target({"kind": "llvm", "mcpu": mcpu}))
+        features = codegen.llvm_get_cpu_features(tvm.target.Target(target))
     except Exception:  # noqa: BLE001 - not a CPU LLVM knows
         return frozenset()
     return frozenset(str(f) for f in features if ISA_FEATURE.match(str(f)))

@@ -156,10 +156,10 @@ def narrower_keys(tvm_target: dict) -> list[str]:
     from kompile_compiler import targets
 
     mcpu = tvm_target.get("mcpu")
-    if tvm_target.get("kind") != "llvm" or not mcpu or tvm_target.get("mattr") or not SHIPPED.is_dir():
+    if tvm_target.get("kind") != "llvm" or not mcpu or not SHIPPED.is_dir():
         return []
-    prefix = target_key({**tvm_target, "mcpu": ""}) + "-"
-    features = targets.isa_features(mcpu)
+    prefix = target_key({**tvm_target, "mcpu": "", "mattr": []}) + "-"
+    features = targets.isa_features(mcpu, tuple(tvm_target.get("mattr") or ()))
     found = []
     for folder in SHIPPED.iterdir():
         if not folder.name.startswith(prefix):

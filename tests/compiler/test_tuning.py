@@ -294,7 +294,11 @@ def test_a_wider_instruction_set_runs_the_records_of_the_narrower_ones():
     assert tuning.narrower_keys({**x86, "mcpu": "cooperlake"})[:2] == [avx512, avx2]  # widest first
     assert tuning.narrower_keys({**x86, "mcpu": "skylake-avx512"}) == [avx2]
     assert tuning.narrower_keys({**x86, "mcpu": "core-avx2"}) == []
-    assert tuning.narrower_keys({**x86, "mcpu": "cooperlake", "mattr": ["-avx512f"]}) == []  # not worked out
+    assert tuning.narrower_keys({**x86, "mcpu": "cooperlake", "mattr": ["-avx512f"]}) == [avx2]  # AVX-512 off
+    # A VM's host target: an older model with the sets its CPU has beyond it switched on.
+    bf16 = ["+avx512bf16", "+amx-tile", "+amx-bf16"]
+    assert "llvm-x86_64-linux-gnu-cooperlake" in tuning.narrower_keys({**x86, "mcpu": "rocketlake", "mattr": bf16})
+    assert "llvm-x86_64-linux-gnu-cooperlake" not in tuning.narrower_keys({**x86, "mcpu": "rocketlake"})
     assert tuning.narrower_keys({"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mcpu": "neoverse-v1"}) == []
 
 
