@@ -98,12 +98,21 @@ def isa_features(mcpu: str, mattr: tuple[str, ...] = ()) -> frozenset[str]:
     import tvm
     from tvm.target import codegen
 
-    target = {"kind": "llvm", "mcpu": mcpu, **({"mattr": list(mattr)} if mattr else {})}
+    # No mcpu: LLVM's baseline CPU of the host's architecture, as a compile without one gets.
+    target = {"kind": "llvm", **({"mcpu": mcpu} if mcpu else {}), **({"mattr": list(mattr)} if mattr else {})}
     try:
         features = codegen.llvm_get_cpu_features(tvm.target.Target(target))
     except Exception:  # noqa: BLE001 - not a CPU LLVM knows
         return frozenset()
     return frozenset(str(f) for f in features if ISA_FEATURE.match(str(f)))
+
+
+def features_needed(target: CompileTarget) -> frozenset[str]:
+    """The instruction sets an LLVM CPU target's code may use: its model's, with its `mattr`
+    switched on and off by LLVM itself, implications included (`-avx512f` takes every AVX-512
+    set with it; a feature LLVM does not know is ignored by it, so no code can need it)."""
+    tvm_target = target.tvm or {}
+    return isa_features(tvm_target.get("mcpu") or "", tuple(tvm_target.get("mattr") or ()))
 
 
 def _lacking(features: set[str]) -> list[str]:
@@ -144,11 +153,7 @@ def why_not_runnable_here(target: CompileTarget) -> str | None:
         return f"target {target.name} is not this machine's CPU"
     if target.arch is not host_arch():
         return f"target {target.name} is {target.arch.value}, this machine is {host_arch().value}"
-    needed = isa_features(mcpu) if (mcpu := target.tvm.get("mcpu")) else set()
-    mattr = target.tvm.get("mattr") or []
-    needed |= {attr.lstrip("+") for attr in mattr if not attr.startswith("-")}
-    needed -= {attr[1:] for attr in mattr if attr.startswith("-")}
-    missing = _lacking(needed)
+    missing = _lacking(features_needed(target))
     if missing:
         return f"target {target.name} needs {', '.join(missing)}, which this CPU lacks"
     return None

@@ -6,7 +6,13 @@ import pytest
 from kompile.api import Precision
 from kompile.api.hardwaretarget import HardwareTargetSpec
 from kompile_compiler.report import CompileError
-from kompile_compiler.targets import from_hardware_target, host_cpu_flags, host_target, why_not_runnable_here
+from kompile_compiler.targets import (
+    features_needed,
+    from_hardware_target,
+    host_cpu_flags,
+    host_target,
+    why_not_runnable_here,
+)
 from kompile_compiler.validation import compare
 
 
@@ -28,10 +34,9 @@ def test_parity_gate_fails_with_the_numbers():
         compare(["y"], reference, broken, Precision.FP32, "onnxruntime")
 
 
-def cpu_target(mcpu: str, arch: str = "x86_64", triple: str = "x86_64-linux-gnu"):
-    spec = HardwareTargetSpec.model_validate(
-        {"platform": {"arch": arch}, "tvm": {"kind": "llvm", "mcpu": mcpu, "mtriple": triple}}
-    )
+def cpu_target(mcpu: str, arch: str = "x86_64", triple: str = "x86_64-linux-gnu", mattr: list[str] | None = None):
+    tvm = {"kind": "llvm", "mcpu": mcpu, "mtriple": triple, **({"mattr": mattr} if mattr else {})}
+    spec = HardwareTargetSpec.model_validate({"platform": {"arch": arch}, "tvm": tvm})
     return from_hardware_target(mcpu, spec)
 
 
@@ -45,6 +50,18 @@ def test_avx512_code_runs_only_where_the_cpu_has_it():
         assert reason is None
     else:
         assert reason is not None and "avx512f" in reason
+
+
+def test_a_targets_mattr_counts_as_llvm_applies_it():
+    # Switching AVX-512F off switches off the AVX-512 sets built on it: that code runs on AVX2.
+    without = features_needed(cpu_target("skylake-avx512", mattr=["-avx512f"]))
+    assert "avx2" in without and not {f for f in without if f.startswith("avx512")}
+    # Switching it on brings what it implies: such code may use AVX2 and FMA too.
+    assert {"avx512f", "avx2", "fma"} <= features_needed(cpu_target("x86-64", mattr=["+avx512f"]))
+    # LLVM ignores a feature it does not know, so no code needs it.
+    assert features_needed(cpu_target("x86-64", mattr=["+notafeature"])) == features_needed(cpu_target("x86-64"))
+    if "avx2" in host_cpu_flags():
+        assert why_not_runnable_here(cpu_target("skylake-avx512", mattr=["-avx512f"])) is None
 
 
 def test_other_architectures_never_run_here():
