@@ -152,7 +152,11 @@ def kernels_on_constants(mod, cache=None):
         library = _built_here(kernels, cache, Path(folder))
     results = {}
     for call in found:
-        outs = [tvm.runtime.empty([int(d) for d in ty.shape], str(ty.dtype)) for ty in _outputs(call)]
+        # Zeroed, not empty: a record may lay weights out padded to its tiles ((6, 168) for 1000
+        # biases) and its repacking write only the real ones. The kernel never reads the rest, but
+        # left as whatever memory held, those bytes would differ from compile to compile and with
+        # them the artifact's digest (TVM's FoldConstant leaves them so).
+        outs = [tvm.runtime.tensor(np.zeros([int(d) for d in ty.shape], str(ty.dtype))) for ty in _outputs(call)]
         library[call.args[0].name_hint](*[a.value for a in _arguments(call)], *outs)
         values = [relax.const(out.numpy(), str(out.dtype)) for out in outs]
         results[call] = relax.Tuple(values) if hasattr(call.ty, "fields") else values[0]

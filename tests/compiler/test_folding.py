@@ -120,3 +120,42 @@ def _constants(mod):
 
     relax.analysis.post_order_visit(mod["main"], visit)
     return found
+
+
+def _padded_repacking():
+    """A `call_tir` on a constant whose kernel lays 1000 values out as (6, 168), as a record's
+    weight repacking does for a classifier's biases, and writes only the 1000."""
+    from tvm import relax
+    from tvm.script import tirx as T
+
+    @T.prim_func(private=True, s_tir=True)
+    def repack(b: T.Buffer((1000,), "float32"), packed: T.Buffer((6, 168), "float32")):
+        for i in range(1000):
+            with T.sblock("packed"):
+                v = T.axis.spatial(1000, i)
+                packed[v // 168, v % 168] = b[v]
+
+    values = np.arange(1, 1001, dtype=np.float32)
+    builder = relax.BlockBuilder()
+    with builder.function("main", []):
+        with builder.dataflow():
+            gv = builder.add_func(repack, "repack")
+            out = builder.emit_output(relax.call_tir(gv, [relax.const(values)], relax.TensorType((6, 168), "float32")))
+        builder.emit_func_output(out)
+    return builder.get(), values
+
+
+def test_repacking_leaves_the_padding_it_never_writes_zero():
+    import tvm
+
+    mod, values = _padded_repacking()
+    folded = []
+    for _ in range(2):
+        # Memory the repacked tensor may be given next holds NaNs, as freed memory holds anything.
+        junk = [tvm.runtime.tensor(np.full((6, 168), np.nan, np.float32)) for _ in range(8)]
+        del junk
+        (constant,) = _constants(folding.kernels_on_constants(mod))
+        folded.append(constant.value.numpy())
+    for packed in folded:
+        np.testing.assert_array_equal(packed.reshape(-1)[:1000], values)
+        np.testing.assert_array_equal(packed.reshape(-1)[1000:], 0)
