@@ -210,7 +210,7 @@ def _assert_folded_alike(ours, theirs, unwritten: list[np.ndarray]):
         if a.shape == b.shape and np.array_equal(a, b):
             continue
         assert any(m.shape == a.shape and np.array_equal(a[~m], b[~m]) and not a[m].any() for m in unwritten), (
-            f"a folded constant {a.shape} differs from FoldConstant's where the repacking writes"
+            f"a folded constant {a.shape} differs from FoldConstant's where the repacking writes, or is not 0 elsewhere"
         )
 
 
