@@ -88,6 +88,22 @@ def compile_onnx(model: Path, inputs, workdir: Path, **options):
     return compile_model(model_uri=str(model), data_input_config=inputs, workdir=workdir, **settings)
 
 
+def constants(mod) -> list[np.ndarray]:
+    """The values of the tensor constants in `mod`'s main function, in the order they appear."""
+    from tvm import relax
+
+    from kompile_compiler import folding
+
+    found = []
+
+    def visit(expr):
+        if folding._tensor_literal(expr):
+            found.append(expr.value.numpy())
+
+    relax.analysis.post_order_visit(mod["main"], visit)
+    return found
+
+
 def dense(path: Path, seed: int = 3) -> Path:
     """One dense layer (MatMul, Add, Relu) on x [4, 64]: a single kernel, so tuning it takes a
     few trials and about a minute, where a zoo network has dozens of kernels."""

@@ -15,7 +15,7 @@ import tvm_ffi
 from kompile.api import Framework, Precision, parse_data_input_config
 from kompile_compiler import building, folding, frontends, kernel_cache, layout, targets, tuning
 from kompile_compiler.pipeline import _prepare, _tvm_target
-from tests.compiler.models import save, with_random_weights, zoo
+from tests.compiler.models import constants, save, with_random_weights, zoo
 
 INPUTS = {"data_0": [1, 3, 224, 224]}
 
@@ -206,25 +206,12 @@ def _assert_folded_alike(ours, theirs, unwritten: list[np.ndarray]):
     it, FoldConstant leaves it as memory held it (a record's layout for a classifier's 1000
     biases is 6 x 168)."""
     assert ours.script() == theirs.script()  # all but the constants' values
-    for a, b in zip(_constants(ours), _constants(theirs), strict=True):
+    for a, b in zip(constants(ours), constants(theirs), strict=True):
         if a.shape == b.shape and np.array_equal(a, b):
             continue
         assert any(m.shape == a.shape and np.array_equal(a[~m], b[~m]) and not a[m].any() for m in unwritten), (
             f"a folded constant {a.shape} differs from FoldConstant's where the repacking writes, or is not 0 elsewhere"
         )
-
-
-def _constants(mod) -> list[np.ndarray]:
-    from tvm import relax
-
-    found = []
-
-    def visit(expr):
-        if folding._tensor_literal(expr):
-            found.append(expr.value.numpy())
-
-    relax.analysis.post_order_visit(mod["main"], visit)
-    return found
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from kompile.api import Framework, parse_data_input_config
 from kompile_compiler import fastmath, folding, frontends, layout
-from tests.compiler.models import save, with_random_weights, zoo
+from tests.compiler.models import constants, save, with_random_weights, zoo
 
 
 def _batchnorm_cnn(folder):
@@ -104,22 +104,8 @@ def test_a_call_numpy_has_no_form_for_is_left_to_tvm():
     with tvm.target.Target("llvm"):
         folded = relax.transform.FoldConstant()(mod)
     assert _calls_on_constants(folded) == []
-    (value,) = [e.value.numpy() for e in _constants(folded)]
+    (value,) = constants(folded)
     np.testing.assert_array_equal(value, np.maximum(x.value.numpy(), 0) + x.value.numpy())
-
-
-def _constants(mod):
-    import tvm
-    from tvm import relax
-
-    found = []
-
-    def visit(expr):
-        if isinstance(expr, tvm.ir.GenericConst) and hasattr(expr.value, "numpy"):
-            found.append(expr)
-
-    relax.analysis.post_order_visit(mod["main"], visit)
-    return found
 
 
 def _padded_repacking():
@@ -154,8 +140,8 @@ def test_repacking_leaves_the_padding_it_never_writes_zero():
         # Memory the repacked tensor may be given next holds NaNs, as freed memory holds anything.
         junk = [tvm.runtime.tensor(np.full((6, 168), np.nan, np.float32)) for _ in range(8)]
         del junk
-        (constant,) = _constants(folding.kernels_on_constants(mod))
-        folded.append(constant.value.numpy())
+        (constant,) = constants(folding.kernels_on_constants(mod))
+        folded.append(constant)
     for packed in folded:
         np.testing.assert_array_equal(packed.reshape(-1)[:1000], values)
         np.testing.assert_array_equal(packed.reshape(-1)[1000:], 0)
